@@ -1,0 +1,116 @@
+"""The ``observer`` command: parses options, renders progress and the summary; the work is in engine/."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from engine.config import ConfigError, resolve
+from engine.pipeline import EtlError, RunSummary, run_etl
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="observer-etl: the Observer archive into trading databases.")
+err = Console(stderr=True)
+
+
+class _RichProgress:
+    """Files, bytes, lines and rows/s on stderr; only when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TextColumn("{task.fields[files]} files · {task.fields[lines]:,} lines · {task.fields[rate]:,.0f} rows/s"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        )
+        self.task = self.bar.add_task("etl", total=None, files=0, lines=0, rate=0.0, rows=0)
+
+    def plan(self, files: int, total_bytes: int) -> None:
+        self.bar.update(self.task, total=max(total_bytes, 1))
+
+    def advance(self, files: int, nbytes: int, lines: int, rows: int) -> None:
+        t = self.bar.tasks[self.task]
+        done_rows = t.fields["rows"] + rows
+        elapsed = t.elapsed or 1e-9
+        self.bar.update(
+            self.task, advance=nbytes, files=t.fields["files"] + files, lines=t.fields["lines"] + lines,
+            rows=done_rows, rate=done_rows / elapsed,
+        )
+
+
+def _render(summary: RunSummary) -> None:
+    out = Console()
+    d = summary.to_dict()
+    t = Table(title=f"observer etl · run {d['run_id']} · {d['status']} in {d['seconds']:.2f}s", title_justify="left")
+    for col in ("kind", "lines read", "loaded", "duplicates", "rejected", "held back"):
+        t.add_column(col, justify="right" if col != "kind" else "left")
+    for kind, c in d["kinds"].items():
+        t.add_row(kind, *(f"{c[k]:,}" for k in ("lines_read", "loaded", "duplicates", "rejected", "held_back")))
+    t.add_row("[bold]total", *(f"[bold]{d[k]:,}" for k in ("lines_read", "loaded", "duplicates", "rejected", "held_back")))
+    out.print(t)
+    tt = Table(title="tables", title_justify="left")
+    for col in ("table", "inserted", "updated", "deleted"):
+        tt.add_column(col, justify="right" if col != "table" else "left")
+    for name, c in d["tables"].items():
+        tt.add_row(name, f"{c['inserted']:,}", f"{c['updated']:,}", f"{c['deleted']:,}")
+    if d["tables"]:
+        out.print(tt)
+    u = d["universe"]
+    out.print(
+        f"universe: {u['files_read']} files read, {u['symbols_loaded']} symbols loaded, {u['files_rejected']} files rejected"
+    )
+    if d["rejects_by_reason"]:
+        out.print("rejects: " + ", ".join(f"{r} {n:,}" for r, n in d["rejects_by_reason"].items()))
+    for w in d["warnings"]:
+        err.print(f"[yellow]warning:[/] {w}")
+    out.print(f"target {d['target']} · staging {d['staging']}")
+
+
+@app.callback()
+def main() -> None:
+    """observer-etl: the Observer archive into trading databases."""
+
+
+@app.command()
+def etl(
+    source: Optional[str] = typer.Option(None, "--source", help="Archive root, or a name in [sources] of observer.toml."),
+    target: Optional[str] = typer.Option(None, "--target", help="sqlite:///file.db, postgresql://..., or a name in [targets]."),
+    staging: Optional[str] = typer.Option(None, "--staging", help="Directory of the staged Parquet and the manifest."),
+    market: Optional[str] = typer.Option(None, "--market", help="Process only this market (parallel per-market runs)."),
+    security_master: Optional[str] = typer.Option(None, "--security-master", help="CSV symbol,market."),
+    holidays: Optional[str] = typer.Option(None, "--holidays", help="File of KRX holidays, one YYYY-MM-DD a line."),
+    config: Optional[Path] = typer.Option(None, "--config", help="observer.toml to use (default: ./observer.toml if present)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run summary as one JSON object on stdout."),
+) -> None:
+    """Load the archive's new lines into the target database, incrementally."""
+    try:
+        opts = resolve(source, target, staging, market, security_master, holidays, config)
+        progress = _RichProgress() if err.is_terminal and not as_json else None
+        if progress is not None:
+            with progress.bar:
+                summary = run_etl(opts, progress)
+        else:
+            summary = run_etl(opts)
+    except (ConfigError, EtlError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err.print("[red]interrupted:[/] the last commit is intact; run again to continue")
+        raise typer.Exit(130) from None
+    if as_json:
+        sys.stdout.write(json.dumps(summary.to_dict()) + "\n")
+    else:
+        _render(summary)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,121 @@
+"""Run options, resolved from the command line and an optional ``observer.toml``.
+
+A value that names an entry of ``[sources]``/``[targets]`` (the design document's
+``--source=archive --target=trading_db``) resolves through the file; anything else is used as given.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from schemas.records import DEFAULT_MARKET, SYMBOL_PATTERN
+
+CONFIG_NAME = "observer.toml"
+DEFAULT_SOURCE = "archive"
+DEFAULT_TARGET = "sqlite:///trading.db"
+DEFAULT_STAGING = "observer-staging"
+
+
+class ConfigError(Exception):
+    """Unusable options; the message is one readable sentence for the user."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    source: Path
+    target: str
+    staging: Path
+    market: str | None = None  # None: every market; else only rows of this market
+    security_master: Path | None = None
+    holidays: Path | None = None
+    default_market: str = DEFAULT_MARKET
+
+    @property
+    def scope(self) -> str:
+        return self.market or "all"
+
+
+def _load_toml(path: Path | None) -> tuple[dict, Path]:
+    cfg_path = path or Path.cwd() / CONFIG_NAME
+    if not cfg_path.exists():
+        if path is not None:
+            raise ConfigError(f"config file {path} does not exist")
+        return {}, cfg_path.parent
+    try:
+        return tomllib.loads(cfg_path.read_text(encoding="utf-8")), cfg_path.parent
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {cfg_path} is not valid TOML: {exc}") from None
+
+
+def resolve(
+    source: str | None = None,
+    target: str | None = None,
+    staging: str | None = None,
+    market: str | None = None,
+    security_master: str | None = None,
+    holidays: str | None = None,
+    config: Path | None = None,
+) -> RunOptions:
+    """Options from flags, else ``[etl]`` defaults of observer.toml, else built-in defaults."""
+    doc, _ = _load_toml(config)
+    etl = doc.get("etl", {})
+    sources, targets = doc.get("sources", {}), doc.get("targets", {})
+
+    src = source or etl.get("source", DEFAULT_SOURCE)
+    src = sources.get(src, src)
+    tgt = target or etl.get("target", DEFAULT_TARGET)
+    tgt = targets.get(tgt, tgt)
+    if "://" not in tgt:
+        raise ConfigError(
+            f"target {tgt!r} is neither a URL (sqlite:///file.db, postgresql://...) nor a name in [targets] of {CONFIG_NAME}"
+        )
+    stg = staging or etl.get("staging", DEFAULT_STAGING)
+    mkt = market or etl.get("market")
+    master = security_master or etl.get("security_master")
+    hol = holidays or etl.get("holidays")
+    return RunOptions(
+        source=Path(src).expanduser(),
+        target=tgt,
+        staging=Path(stg).expanduser(),
+        market=mkt,
+        security_master=Path(master).expanduser() if master else None,
+        holidays=Path(hol).expanduser() if hol else None,
+        default_market=etl.get("default_market", DEFAULT_MARKET),
+    )
+
+
+def load_security_master(path: Path) -> pl.DataFrame:
+    """``symbol,market`` CSV (extra columns ignored) mapping each symbol to its market."""
+    if not path.is_file():
+        raise ConfigError(f"security master {path} does not exist")
+    try:
+        df = pl.read_csv(path, schema_overrides={"symbol": pl.String, "market": pl.String})
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigError(f"security master {path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
+    if not {"symbol", "market"} <= set(df.columns):
+        raise ConfigError(f"security master {path} needs the columns symbol and market")
+    df = df.select("symbol", "market").drop_nulls().unique(subset="symbol", keep="last")
+    if not df["symbol"].str.contains(SYMBOL_PATTERN).all():
+        raise ConfigError(f"security master {path} has symbols that are not 6-character codes")
+    return df
+
+
+def load_holidays(path: Path) -> frozenset[date]:
+    """One ISO date a line (``#`` comments allowed): KRX holidays, flagged as non-trading days."""
+    if not path.is_file():
+        raise ConfigError(f"holiday list {path} does not exist")
+    days = set()
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            days.add(date.fromisoformat(text))
+        except ValueError:
+            raise ConfigError(f"holiday list {path}, line {n}: {text!r} is not a date (YYYY-MM-DD)") from None
+    return frozenset(days)

@@ -1,0 +1,272 @@
+"""Transform: decoded records into typed table rows, or a reject reason per line.
+
+All validation is one vectorized reason chain per record kind; its order is the documented
+precedence (``schemas.records.REJECT_REASONS``). Instants are stored in UTC; trade dates and
+session hours are computed in KST explicitly (the default zone of Polars is UTC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+
+import polars as pl
+
+from engine.quality import quality_flag
+from schemas.records import (
+    DEFAULT_MARKET,
+    SYMBOL_PATTERN,
+    TEST_MARKER_KEYS,
+    TEST_SESSION_PREFIXES,
+    TEST_SESSIONS,
+    TEST_SOURCES,
+    Kind,
+)
+from schemas.tables import MARKET_UNIVERSE, SCALP_TICKS, SCHEMA_VERSION, SWING_SNAPSHOTS
+
+KST = "Asia/Seoul"
+_MAX_EXACT = float(2**53)  # above this a JSON number decoded as float is no longer exact
+
+
+@dataclass(frozen=True)
+class Context:
+    """What normalization needs besides the rows: market assignment, holidays, the run's clock."""
+
+    default_market: str = DEFAULT_MARKET
+    security_master: pl.DataFrame | None = None  # columns symbol, market
+    holidays: frozenset[date] = frozenset()
+    etl_timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+def parse_instant(s: pl.Expr) -> pl.Expr:
+    """ISO-8601 text to a UTC instant: offset forms as written, ``Z`` as UTC, naive as KST."""
+    text = (
+        pl.when(s.str.ends_with("Z"))
+        .then(s.str.strip_suffix("Z") + "+00:00")
+        .when(s.str.contains(r"[+-]\d\d:\d\d$"))
+        .then(s)
+        .otherwise(s + "+09:00")
+    )
+    return text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us", time_zone="UTC")
+
+
+def _is_test_row(source: str, session: str) -> pl.Expr:
+    sess = pl.col(session)
+    cond = pl.col(source).is_in(TEST_SOURCES) | sess.is_in(TEST_SESSIONS)
+    for prefix in TEST_SESSION_PREFIXES:
+        cond = cond | sess.str.starts_with(prefix)
+    for key in TEST_MARKER_KEYS:
+        cond = cond | pl.col(key).is_not_null()
+    cond = cond | pl.col("symbol").str.starts_with("TEST")
+    return cond.fill_null(False)
+
+
+def _not_int(x: pl.Expr) -> pl.Expr:
+    """True where a decoded number is present but not an exact integer."""
+    return (x.is_not_null() & ((x != x.floor()) | (x.abs() > _MAX_EXACT) | x.is_nan())).fill_null(False)
+
+
+def _bad_optional_price(x: pl.Expr) -> pl.Expr:
+    return _not_int(x) | (x < 0).fill_null(False)
+
+
+def _int_or_null(x: pl.Expr, zero_is_missing: bool) -> pl.Expr:
+    """Validated float to Int64; 0 means 'missing upstream' for prices (contract section 2)."""
+    out = x.cast(pl.Int64, strict=False)
+    return pl.when(out == 0).then(None).otherwise(out) if zero_is_missing else out
+
+
+def _valid_hhmmss(s: pl.Expr) -> pl.Expr:
+    h = s.str.slice(0, 2).cast(pl.Int32, strict=False)
+    m = s.str.slice(2, 2).cast(pl.Int32, strict=False)
+    sec = s.str.slice(4, 2).cast(pl.Int32, strict=False)
+    return (s.str.contains(r"^\d{6}$") & (h < 24) & (m < 60) & (sec < 60)).fill_null(False)
+
+
+def _hms(s: pl.Expr) -> pl.Expr:
+    return pl.duration(
+        hours=s.str.slice(0, 2).cast(pl.Int64, strict=False),
+        minutes=s.str.slice(2, 2).cast(pl.Int64, strict=False),
+        seconds=s.str.slice(4, 2).cast(pl.Int64, strict=False),
+    )
+
+
+def _assign_market(df: pl.DataFrame, ctx: Context, record_market: str | None) -> pl.DataFrame:
+    """Security master first, then the record's own market field, then the configured default."""
+    fallback = pl.lit(ctx.default_market)
+    if record_market is not None:
+        fallback = pl.col(record_market).fill_null(fallback)
+    if ctx.security_master is not None and df.height:
+        df = df.join(ctx.security_master.rename({"market": "_master_market"}), on="symbol", how="left")
+        return df.with_columns(market=pl.col("_master_market").fill_null(fallback)).drop("_master_market")
+    return df.with_columns(market=fallback)
+
+
+def _reason(chain: list[tuple[str, pl.Expr]]) -> pl.Expr:
+    expr: pl.Expr = pl.lit(None, dtype=pl.String)
+    for name, cond in reversed(chain):
+        expr = pl.when(cond).then(pl.lit(name)).otherwise(expr)
+    return expr
+
+
+def _split(df: pl.DataFrame, columns: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    rejects = df.filter(pl.col("reason").is_not_null()).select("source_file", "source_line", "reason")
+    rows = df.filter(pl.col("reason").is_null()).select(columns)
+    return rows, rejects
+
+
+def normalize_scalp(raw: pl.DataFrame, ctx: Context) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """K1 tick lines -> (scalp_ticks rows, rejects). ``raw`` has source_file, source_line and K1 fields."""
+    p, v, ba = pl.col("price").struct, pl.col("volume").struct, pl.col("bid_ask").struct
+    df = raw.with_columns(
+        _price=pl.coalesce(p.field("current"), p.field("close")),
+        _cur=p.field("current"),
+        _open=p.field("open"),
+        _high=p.field("high"),
+        _low=p.field("low"),
+        change_rate=p.field("change_rate"),
+        _acc=v.field("accumulated"),
+        _value=v.field("trade_value"),
+        _ask=ba.field("ask_price"),
+        _bid=ba.field("bid_price"),
+        recv_time=parse_instant(pl.col("timestamp")),
+    )
+    et = pl.col("execution_time")
+    corrupt = (
+        (pl.col("_cur") >= 1) & (pl.col("_cur") <= 5) & (pl.col("_cur") == pl.col("_cur").floor())
+    ).fill_null(False) & _valid_hhmmss(pl.col("symbol"))
+    chain = [
+        ("test_row", _is_test_row("source", "session_id")),
+        ("corrupt_parser_window", corrupt),
+        (
+            "missing_field",
+            pl.any_horizontal(pl.col("timestamp", "symbol", "_price", "_acc").is_null()),
+        ),
+        ("bad_symbol", ~pl.col("symbol").str.contains(SYMBOL_PATTERN).fill_null(False)),
+        ("bad_timestamp", pl.col("recv_time").is_null() | (et.is_not_null() & ~_valid_hhmmss(et))),
+        (
+            "bad_price",
+            _not_int(pl.col("_price"))
+            | (pl.col("_price") <= 0).fill_null(False)
+            | pl.any_horizontal(_bad_optional_price(pl.col(c)) for c in ("_open", "_high", "_low", "_ask", "_bid")),
+        ),
+        (
+            "bad_volume",
+            _not_int(pl.col("_acc"))
+            | (pl.col("_acc") < 0).fill_null(False)
+            | _not_int(pl.col("_value"))
+            | (pl.col("_value") < 0).fill_null(False),
+        ),
+    ]
+    df = df.with_columns(reason=_reason(chain))
+    kst_recv = pl.col("recv_time").dt.convert_time_zone(KST)
+    trade_date = kst_recv.dt.date()
+    exchange_kst = (trade_date.cast(pl.Datetime("us")) + _hms(et)).dt.replace_time_zone(KST)
+    df = df.with_columns(
+        trade_date=trade_date,
+        event_time=pl.when(et.is_not_null())
+        .then(exchange_kst.dt.convert_time_zone("UTC"))
+        .otherwise(pl.col("recv_time").dt.truncate("1s")),
+    )
+    df = _assign_market(df, ctx, record_market=None)
+    df = df.with_columns(
+        price=_int_or_null(pl.col("_price"), zero_is_missing=False),
+        day_open=_int_or_null(pl.col("_open"), True),
+        day_high=_int_or_null(pl.col("_high"), True),
+        day_low=_int_or_null(pl.col("_low"), True),
+        acc_volume=_int_or_null(pl.col("_acc"), False),
+        acc_trade_value=_int_or_null(pl.col("_value"), False),
+        tick_volume=pl.lit(None, dtype=pl.Int64),  # filled by dedup over the partition's trades
+        bid_price=_int_or_null(pl.col("_bid"), True),
+        ask_price=_int_or_null(pl.col("_ask"), True),
+        schema_version=pl.lit(SCHEMA_VERSION),
+        etl_timestamp=pl.lit(ctx.etl_timestamp, dtype=pl.Datetime("us", "UTC")),
+        quality_flag=quality_flag(
+            pl.col("event_time").dt.convert_time_zone(KST), et.is_null(), ctx.holidays
+        ),
+    )
+    return _split(df, SCALP_TICKS.column_names)
+
+
+def normalize_swing(raw: pl.DataFrame, ctx: Context) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """K2 snapshot lines -> (swing_snapshots rows, rejects)."""
+    p = pl.col("price").struct
+    df = raw.with_columns(
+        _open=p.field("open"),
+        _high=p.field("high"),
+        _low=p.field("low"),
+        _close=p.field("close"),
+        snap_time=parse_instant(pl.col("ts")),
+    )
+    chain = [
+        ("test_row", _is_test_row("source", "session")),
+        ("missing_field", pl.any_horizontal(pl.col("ts", "symbol", "_close", "volume").is_null())),
+        ("bad_symbol", ~pl.col("symbol").str.contains(SYMBOL_PATTERN).fill_null(False)),
+        ("bad_timestamp", pl.col("snap_time").is_null()),
+        (
+            "bad_price",
+            _not_int(pl.col("_close"))
+            | (pl.col("_close") <= 0).fill_null(False)
+            | pl.any_horizontal(
+                _bad_optional_price(pl.col(c)) for c in ("_open", "_high", "_low", "bid_price", "ask_price")
+            ),
+        ),
+        ("bad_volume", _not_int(pl.col("volume")) | (pl.col("volume") < 0).fill_null(False)),
+    ]
+    df = df.with_columns(reason=_reason(chain))
+    df = _assign_market(df, ctx, record_market="market")
+    kst = pl.col("snap_time").dt.convert_time_zone(KST)
+    df = df.with_columns(
+        trade_date=kst.dt.date(),
+        day_open=_int_or_null(pl.col("_open"), True),
+        day_high=_int_or_null(pl.col("_high"), True),
+        day_low=_int_or_null(pl.col("_low"), True),
+        close=_int_or_null(pl.col("_close"), False),
+        acc_volume=_int_or_null(pl.col("volume"), False),
+        bid_price=_int_or_null(pl.col("bid_price"), True),
+        ask_price=_int_or_null(pl.col("ask_price"), True),
+        session_id=pl.col("session"),
+        schema_version=pl.lit(SCHEMA_VERSION),
+        etl_timestamp=pl.lit(ctx.etl_timestamp, dtype=pl.Datetime("us", "UTC")),
+        quality_flag=quality_flag(kst, pl.lit(False), ctx.holidays),
+    )
+    return _split(df, SWING_SNAPSHOTS.column_names)
+
+
+NORMALIZERS = {Kind.SCALP: normalize_scalp, Kind.SWING: normalize_swing}
+
+
+def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> pl.DataFrame | str:
+    """A K3 document -> market_universe rows, or a reject reason for the whole file."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict) or not isinstance(doc.get("symbols"), list):
+        return "bad_universe_file"
+    meta = doc["metadata"]
+    day = _universe_date(str(meta.get("date", ""))) or file_date
+    symbols = [s for s in doc["symbols"] if isinstance(s, str)]
+    if len(symbols) != len(doc["symbols"]):
+        return "bad_universe_file"
+    df = pl.DataFrame({"symbol": symbols}, schema={"symbol": pl.String}).unique(maintain_order=True)
+    if not df["symbol"].str.contains(SYMBOL_PATTERN).all():
+        return "bad_universe_file"
+    generated = parse_instant(pl.lit(meta.get("generated_at"), dtype=pl.String))
+    df = df.with_columns(market_field=pl.lit(meta.get("market"), dtype=pl.String))
+    df = _assign_market(df, ctx, record_market="market_field")
+    return df.with_columns(
+        date=pl.lit(day, dtype=pl.Date),
+        generated_at=generated,
+        schema_version=pl.lit(SCHEMA_VERSION),
+        etl_timestamp=pl.lit(ctx.etl_timestamp, dtype=pl.Datetime("us", "UTC")),
+        source_file=pl.lit(rel),
+        source_line=pl.lit(0, dtype=pl.Int64),
+        quality_flag=pl.lit("normal"),
+    ).select(MARKET_UNIVERSE.column_names)
+
+
+def _universe_date(text: str) -> date | None:
+    digits = text.replace("-", "")
+    if len(digits) != 8 or not digits.isdigit():
+        return None
+    try:
+        return date(int(digits[:4]), int(digits[4:6]), int(digits[6:])) 
+    except ValueError:
+        return None

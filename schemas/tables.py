@@ -1,0 +1,240 @@
+"""Every table observer-etl writes, defined once.
+
+The Arrow schema (staging and ingest), the Polars schema (engine) and the DDL of each target
+database are all derived from these definitions, so a column is added in exactly one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import polars as pl
+import pyarrow as pa
+
+SCHEMA_VERSION = "1.0"
+
+Logical = Literal["text", "int64", "float64", "date", "timestamp"]
+Dialect = Literal["sqlite", "postgresql"]
+
+_ARROW: dict[Logical, pa.DataType] = {
+    "text": pa.string(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+_POLARS: dict[Logical, pl.DataType] = {
+    "text": pl.String(),
+    "int64": pl.Int64(),
+    "float64": pl.Float64(),
+    "date": pl.Date(),
+    "timestamp": pl.Datetime("us", "UTC"),
+}
+# SQLite through ADBC stores dates as ISO text and timestamps as ISO-8601 UTC text without a zone.
+_SQL: dict[Dialect, dict[Logical, str]] = {
+    "sqlite": {"text": "TEXT", "int64": "INTEGER", "float64": "REAL", "date": "TEXT", "timestamp": "TEXT"},
+    "postgresql": {
+        "text": "TEXT",
+        "int64": "BIGINT",
+        "float64": "DOUBLE PRECISION",
+        "date": "DATE",
+        "timestamp": "TIMESTAMPTZ",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: Logical
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class Table:
+    """A target table: columns, idempotency key, and the order that picks the winning copy."""
+
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    indexes: tuple[tuple[str, ...], ...] = ()
+    # Of several copies with one key, the smallest value of these columns wins.
+    winner_order: tuple[str, ...] = ()
+    # Hive partition columns of the staged Parquet (not stored inside the files).
+    partition_by: tuple[str, ...] = ()
+    source_type: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def value_columns(self) -> list[str]:
+        return [c for c in self.column_names if c not in self.key]
+
+    @property
+    def file_columns(self) -> list[str]:
+        """Columns stored inside staged Parquet files (partition columns live in the path)."""
+        return [c for c in self.column_names if c not in self.partition_by]
+
+    def arrow_schema(self, columns: list[str] | None = None) -> pa.Schema:
+        cols = {c.name: c for c in self.columns}
+        names = columns if columns is not None else self.column_names
+        return pa.schema([pa.field(n, _ARROW[cols[n].type], cols[n].nullable) for n in names])
+
+    def polars_schema(self, columns: list[str] | None = None) -> pl.Schema:
+        cols = {c.name: c for c in self.columns}
+        names = columns if columns is not None else self.column_names
+        return pl.Schema({n: _POLARS[cols[n].type] for n in names})
+
+    def ddl(self, dialect: Dialect) -> list[str]:
+        """CREATE statements for this table and its indexes, idempotent (IF NOT EXISTS)."""
+        types = _SQL[dialect]
+        collate = ' COLLATE "C"' if dialect == "postgresql" else ""
+        cols = []
+        for c in self.columns:
+            text_key = c.type == "text" and c.name in self.key
+            null = "" if c.nullable and c.name not in self.key else " NOT NULL"
+            cols.append(f"{c.name} {types[c.type]}{collate if text_key else ''}{null}")
+        cols.append(f"PRIMARY KEY ({', '.join(self.key)})")
+        stmts = [f"CREATE TABLE IF NOT EXISTS {self.name} (\n  " + ",\n  ".join(cols) + "\n)"]
+        for idx in self.indexes:
+            stmts.append(
+                f"CREATE INDEX IF NOT EXISTS ix_{self.name}_{'_'.join(idx)} ON {self.name} ({', '.join(idx)})"
+            )
+        return stmts
+
+
+def _meta(session: bool = True) -> tuple[Column, ...]:
+    """The design document's common meta columns (section 7.2), plus the source line for lineage."""
+    cols = [
+        Column("schema_version", "text", False),
+        Column("etl_timestamp", "timestamp", False),
+        Column("source_file", "text", False),
+        Column("source_line", "int64", False),
+        Column("quality_flag", "text", False),
+    ]
+    if session:
+        cols.append(Column("session_id", "text"))
+    return tuple(cols)
+
+
+SCALP_TICKS = Table(
+    name="scalp_ticks",
+    columns=(
+        Column("symbol", "text", False),
+        Column("market", "text", False),
+        Column("trade_date", "date", False),
+        Column("event_time", "timestamp", False),
+        Column("acc_volume", "int64", False),
+        Column("recv_time", "timestamp", False),
+        Column("price", "int64", False),
+        Column("day_open", "int64"),
+        Column("day_high", "int64"),
+        Column("day_low", "int64"),
+        Column("change_rate", "float64"),
+        Column("acc_trade_value", "int64"),
+        Column("tick_volume", "int64"),
+        Column("bid_price", "int64"),
+        Column("ask_price", "int64"),
+        *_meta(),
+    ),
+    key=("symbol", "trade_date", "event_time", "acc_volume"),
+    indexes=(("symbol", "event_time"), ("event_time",)),
+    winner_order=("recv_time", "source_file", "source_line"),
+    partition_by=("market", "trade_date"),
+    source_type="scalp",
+)
+
+SWING_SNAPSHOTS = Table(
+    name="swing_snapshots",
+    columns=(
+        Column("symbol", "text", False),
+        Column("market", "text", False),
+        Column("trade_date", "date", False),
+        Column("snap_time", "timestamp", False),
+        Column("day_open", "int64"),
+        Column("day_high", "int64"),
+        Column("day_low", "int64"),
+        Column("close", "int64", False),
+        Column("acc_volume", "int64", False),
+        Column("bid_price", "int64"),
+        Column("ask_price", "int64"),
+        *_meta(),
+    ),
+    key=("symbol", "snap_time"),
+    indexes=(("snap_time",), ("trade_date", "symbol")),
+    winner_order=("snap_time", "source_file", "source_line"),
+    partition_by=("market", "trade_date"),
+    source_type="swing",
+)
+
+MARKET_UNIVERSE = Table(
+    name="market_universe",
+    columns=(
+        Column("symbol", "text", False),
+        Column("market", "text", False),
+        Column("date", "date", False),
+        Column("generated_at", "timestamp"),
+        *_meta(session=False),
+    ),
+    key=("symbol", "market", "date"),
+    indexes=(("date",),),
+    winner_order=("source_file", "source_line"),
+    partition_by=("market", "date"),
+    source_type="universe",
+)
+
+ETL_REJECTS = Table(
+    name="etl_rejects",
+    columns=(
+        Column("source_file", "text", False),
+        Column("line_number", "int64", False),
+        Column("source_type", "text", False),
+        Column("reason", "text", False),
+        Column("raw_line", "text"),
+        Column("run_id", "text", False),
+        Column("etl_timestamp", "timestamp", False),
+    ),
+    key=("source_file", "line_number"),
+    indexes=(("reason",),),
+)
+
+ETL_WATERMARK = Table(
+    name="etl_watermark",
+    columns=(
+        Column("source_type", "text", False),
+        Column("market", "text", False),
+        Column("last_processed_ts", "timestamp"),
+        Column("last_processed_file", "text"),
+        Column("run_id", "text", False),
+        Column("updated_at", "timestamp", False),
+    ),
+    key=("source_type", "market"),
+)
+
+ETL_RUNS = Table(
+    name="etl_runs",
+    columns=(
+        Column("run_id", "text", False),
+        Column("started_at", "timestamp", False),
+        Column("finished_at", "timestamp"),
+        Column("status", "text", False),
+        Column("market_scope", "text", False),
+        Column("source", "text", False),
+        Column("commits", "int64", False),
+        Column("lines_read", "int64", False),
+        Column("loaded", "int64", False),
+        Column("duplicates", "int64", False),
+        Column("rejected", "int64", False),
+        Column("held_back", "int64", False),
+        Column("summary_json", "text"),
+    ),
+    key=("run_id",),
+)
+
+DATA_TABLES: tuple[Table, ...] = (SCALP_TICKS, SWING_SNAPSHOTS, MARKET_UNIVERSE)
+ALL_TABLES: tuple[Table, ...] = (*DATA_TABLES, ETL_REJECTS, ETL_WATERMARK, ETL_RUNS)
+TABLES: dict[str, Table] = {t.name: t for t in ALL_TABLES}

@@ -1,0 +1,1 @@
+"""Staged Parquet: the partition layout and the manifest that records consumed bytes."""

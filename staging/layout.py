@@ -1,0 +1,57 @@
+"""The staged Parquet layout: ``<staging>/<table>/market=<m>/trade_date=<YYYY-MM-DD>/part-<run>-<seq>.parquet``.
+
+Hive-partitioned so DuckDB's ``read_parquet(..., hive_partitioning=true)`` and ``pl.scan_parquet`` read
+it directly; partition columns live in the path, not in the files. Every file is written under a
+temporary name and renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from schemas.tables import Table
+
+PART_GLOB = "part-*.parquet"
+
+
+def partition_dir(staging: Path, table: Table, market: str, day: date) -> Path:
+    return staging / table.name / f"market={market}" / f"trade_date={day.isoformat()}"
+
+
+def part_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob(PART_GLOB)) if directory.is_dir() else []
+
+
+def part_name(run_id: str, seq: int) -> str:
+    return f"part-{run_id}-{seq:06d}.parquet"
+
+
+def read_partition(
+    staging: Path, table: Table, market: str, day: date, columns: list[str] | None = None
+) -> pl.DataFrame:
+    """The committed rows of one partition (file columns only), or an empty frame of the right schema."""
+    cols = columns if columns is not None else table.file_columns
+    files = part_files(partition_dir(staging, table, market, day))
+    if not files:
+        return pl.DataFrame(schema=table.polars_schema(cols))
+    return pl.read_parquet(files, columns=cols, hive_partitioning=False)
+
+
+def write_atomic(df: pl.DataFrame, path: Path) -> None:
+    """Write a Parquet file under a temporary name, fsync, and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.write_parquet(tmp, compression="zstd", statistics=True)
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_part(staging: Path, table: Table, market: str, day: date, df: pl.DataFrame, run_id: str, seq: int) -> Path:
+    path = partition_dir(staging, table, market, day) / part_name(run_id, seq)
+    write_atomic(df.select(table.file_columns), path)
+    return path

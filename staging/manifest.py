@@ -1,0 +1,132 @@
+"""The Parquet manifest: how far each archive file has been consumed, per market scope.
+
+Layout: ``<staging>/_manifest/scope=<scope>/files.parquet`` (the committed state) and, while a commit
+is in flight, ``pending-<run>-<seq>/`` holding the next ``files.parquet`` and ``txn.json`` (the staged
+part files the commit writes and the ones it makes obsolete).
+
+Commit order (the database decides): 1. record the commit's planned parts (``txn.json``), write
+the parts, write the pending manifest; 2. commit the
+database transaction, which records ``(run, seq)`` in ``etl_runs``; 3. promote the pending manifest
+and delete obsolete parts. ``recover`` finishes or undoes an interrupted commit: a pending commit the
+database knows is promoted, any other is rolled back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+
+from staging.layout import write_atomic
+
+MANIFEST_SCHEMA = pl.Schema(
+    {
+        "path": pl.String(),
+        "kind": pl.String(),
+        "size": pl.Int64(),
+        "mtime_ns": pl.Int64(),
+        "consumed_bytes": pl.Int64(),
+        "lines_consumed": pl.Int64(),
+        "fp_len": pl.Int64(),
+        "fp_hash": pl.String(),
+        "content_hash": pl.String(),
+        "run_id": pl.String(),
+        "commit_seq": pl.Int64(),
+    }
+)
+
+
+def scope_dir(staging: Path, scope: str) -> Path:
+    return staging / "_manifest" / f"scope={scope}"
+
+
+def load(staging: Path, scope: str) -> pl.DataFrame:
+    path = scope_dir(staging, scope) / "files.parquet"
+    if not path.exists():
+        return pl.DataFrame(schema=MANIFEST_SCHEMA)
+    return pl.read_parquet(path).select(MANIFEST_SCHEMA.names()).cast(dict(MANIFEST_SCHEMA))
+
+
+@dataclass
+class PendingCommit:
+    run_id: str
+    seq: int
+    written: list[str] = field(default_factory=list)  # staged parts, relative to staging
+    obsolete: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"pending-{self.run_id}-{self.seq:06d}"
+
+
+def begin_pending(staging: Path, scope: str, commit: PendingCommit) -> None:
+    """Step 1a, before any part is written: record which parts this commit will write."""
+    d = scope_dir(staging, scope) / commit.name
+    d.mkdir(parents=True, exist_ok=True)
+    txn = {"run_id": commit.run_id, "seq": commit.seq, "written": commit.written, "obsolete": commit.obsolete}
+    tmp = d / ".txn.json.tmp"
+    tmp.write_text(json.dumps(txn))
+    os.replace(tmp, d / "txn.json")
+
+
+def finish_pending(staging: Path, scope: str, commit: PendingCommit, files: pl.DataFrame) -> None:
+    """Step 1b, after the parts: the manifest as it will be once the database has committed."""
+    d = scope_dir(staging, scope) / commit.name
+    write_atomic(files.select(MANIFEST_SCHEMA.names()).cast(dict(MANIFEST_SCHEMA)), d / "files.parquet")
+
+
+def promote(staging: Path, scope: str, commit: PendingCommit) -> None:
+    """Step 3: the pending manifest becomes the manifest; obsolete parts go."""
+    d = scope_dir(staging, scope)
+    pend = d / commit.name
+    os.replace(pend / "files.parquet", d / "files.parquet")
+    for rel in commit.obsolete:
+        (staging / rel).unlink(missing_ok=True)
+    shutil.rmtree(pend, ignore_errors=True)
+
+
+def rollback(staging: Path, scope: str, commit: PendingCommit) -> None:
+    for rel in commit.written:
+        (staging / rel).unlink(missing_ok=True)
+    shutil.rmtree(scope_dir(staging, scope) / commit.name, ignore_errors=True)
+
+
+def recover(staging: Path, scope: str, is_committed: Callable[[str, int], bool]) -> list[str]:
+    """Finish or undo interrupted commits of this scope; returns what was done, for the log."""
+    d = scope_dir(staging, scope)
+    done: list[str] = []
+    if not d.is_dir():
+        return done
+    for pend in sorted(d.glob("pending-*")):
+        txn_path = pend / "txn.json"
+        if not txn_path.exists() or not (pend / "files.parquet").exists():
+            # Crashed while writing step 1: nothing of it reached the database.
+            txn = json.loads(txn_path.read_text()) if txn_path.exists() else None
+            if txn:
+                rollback(staging, scope, PendingCommit(txn["run_id"], txn["seq"], txn["written"], txn["obsolete"]))
+            else:
+                _remove_unlisted_parts(staging, pend.name)
+                shutil.rmtree(pend, ignore_errors=True)
+            done.append(f"rolled back {pend.name}")
+            continue
+        txn = json.loads(txn_path.read_text())
+        commit = PendingCommit(txn["run_id"], txn["seq"], txn["written"], txn["obsolete"])
+        if is_committed(commit.run_id, commit.seq):
+            promote(staging, scope, commit)
+            done.append(f"completed {pend.name}")
+        else:
+            rollback(staging, scope, commit)
+            done.append(f"rolled back {pend.name}")
+    return done
+
+
+def _remove_unlisted_parts(staging: Path, pending_name: str) -> None:
+    """A pending dir without txn.json: remove parts named after its (run, seq)."""
+    stem = pending_name.removeprefix("pending-")
+    for p in staging.glob(f"*/market=*/trade_date=*/part-{stem}.parquet"):
+        p.unlink(missing_ok=True)
