@@ -76,6 +76,7 @@ class RunSummary:
     files: Counter = field(default_factory=Counter)
     universe: Counter = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
+    stages: Counter = field(default_factory=Counter)  # seconds per stage: scan, normalize, dedup, stage, load
     commits: int = 0
     seconds: float = 0.0
     status: str = "running"
@@ -106,6 +107,7 @@ class RunSummary:
             "universe": {k: self.universe[k] for k in ("files_read", "symbols_loaded", "files_rejected")},
             "files": dict(sorted(self.files.items())),
             "commits": self.commits,
+            "stage_seconds": {k: round(v, 3) for k, v in sorted(self.stages.items())},
             "warnings": self.warnings,
             "seconds": round(self.seconds, 3),
         }
@@ -210,6 +212,15 @@ def _one_line(exc: BaseException) -> str:
     return redact(lines[0]) if lines else type(exc).__name__
 
 
+@contextmanager
+def _timed(summary: RunSummary, stage: str) -> Iterator[None]:
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        summary.stages[stage] += time.perf_counter() - t
+
+
 class _Runner:
     def __init__(
         self, opts: RunOptions, target: Target, ctx: normalize.Context, summary: RunSummary, progress: Progress
@@ -268,9 +279,10 @@ class _Runner:
         raws, rejects, manifest_rows, ranges = [], [], [], {}
         lines_in_unit = 0
         for r in unit:
-            rng = scan.read_new_bytes(r.file, r.start, r.first_line, r.file.rel in newest)
-            ranges[r.file.rel] = rng
-            dec = scan.decode(rng)
+            with _timed(self.summary, "scan"):
+                rng = scan.read_new_bytes(r.file, r.start, r.first_line, r.file.rel in newest)
+                ranges[r.file.rel] = rng
+                dec = scan.decode(rng)
             lit = dict(source_file=pl.lit(r.file.rel), source_line=pl.col("line_idx") + r.first_line)
             raws.append(dec.rows.with_columns(**lit).drop("line_idx"))
             rejects.append(dec.rejects.with_columns(**lit))
@@ -289,19 +301,21 @@ class _Runner:
             manifest_rows.append(self._manifest_row(r.file, rng, consumed, lines))
         if lines_in_unit == 0:
             return  # only held-back tails: nothing to commit, the manifest already says where to resume
-        raw = pl.concat(raws, how="vertical_relaxed")
-        rows, bad = normalize.NORMALIZERS[kind](raw, self.ctx)
+        with _timed(self.summary, "normalize"):
+            raw = pl.concat(raws, how="vertical_relaxed")
+            rows, bad = normalize.NORMALIZERS[kind](raw, self.ctx)
         decode_rejects = pl.concat(rejects).select("source_file", "source_line", "reason")
         all_rejects = pl.concat([decode_rejects, bad])
         rows_in_scope_before = rows.height
         if self.opts.market is not None:
             rows = rows.filter(pl.col("market") == self.opts.market)
             counts.other_market += rows_in_scope_before - rows.height
-        batch, dups_in_batch = dedup.winners_in_batch(rows, table)
-        deltas = [
-            dedup.resolve_partition(self.staging, table, m, d, part)
-            for (m, d), part in batch.partition_by(table.partition_by, as_dict=True, maintain_order=True).items()
-        ]
+        with _timed(self.summary, "dedup"):
+            batch, dups_in_batch = dedup.winners_in_batch(rows, table)
+            deltas = [
+                dedup.resolve_partition(self.staging, table, m, d, part)
+                for (m, d), part in batch.partition_by(table.partition_by, as_dict=True, maintain_order=True).items()
+            ]
         loaded = sum(d.loaded for d in deltas)
         dups = dups_in_batch + sum(d.duplicates for d in deltas)
         counts.loaded += loaded
@@ -427,23 +441,25 @@ class _Runner:
             .as_posix()
             for t, m, d, _ in writes
         ]
-        manifest.begin_pending(self.staging, self.opts.scope, commit)
-        for t, m, d, content in writes:
-            write_part(self.staging, t, m, d, content, commit.run_id, commit.seq)
-        new_rows = pl.DataFrame(manifest_rows, schema=manifest.MANIFEST_SCHEMA)
-        self.manifest = pl.concat(
-            [self.manifest.join(new_rows.select("path"), on="path", how="anti"), new_rows]
-        ).sort("path")
-        manifest.finish_pending(self.staging, self.opts.scope, commit, self.manifest)
-
-        try:
-            self._load(deltas, rejects, wm, uni_markets, universe, use_append=True)
-        except adbc_driver_manager.IntegrityError:
-            self.summary.warnings.append(
-                "the database already held rows the staging did not know (staging reset?): upserting instead"
-            )
-            self._load(deltas, rejects, wm, uni_markets, universe, use_append=False)
-        manifest.promote(self.staging, self.opts.scope, commit)
+        with _timed(self.summary, "stage"):
+            manifest.begin_pending(self.staging, self.opts.scope, commit)
+            for t, m, d, content in writes:
+                write_part(self.staging, t, m, d, content, commit.run_id, commit.seq)
+            new_rows = pl.DataFrame(manifest_rows, schema=manifest.MANIFEST_SCHEMA)
+            self.manifest = pl.concat(
+                [self.manifest.join(new_rows.select("path"), on="path", how="anti"), new_rows]
+            ).sort("path")
+            manifest.finish_pending(self.staging, self.opts.scope, commit, self.manifest)
+        with _timed(self.summary, "load"):
+            try:
+                self._load(deltas, rejects, wm, uni_markets, universe, use_append=True)
+            except adbc_driver_manager.IntegrityError:
+                self.summary.warnings.append(
+                    "the database already held rows the staging did not know (staging reset?): upserting instead"
+                )
+                self._load(deltas, rejects, wm, uni_markets, universe, use_append=False)
+        with _timed(self.summary, "stage"):
+            manifest.promote(self.staging, self.opts.scope, commit)
         self.summary.commits = self.seq
         if os.environ.get("OBSERVER_ETL_CRASH_AFTER_COMMIT") == str(self.seq):
             os.kill(os.getpid(), 9)  # test hook: a kill -9 at a precise point of the protocol
