@@ -155,6 +155,15 @@ def _check_staging(staging: Path) -> None:
         raise EtlError(f"staging directory {staging} is not writable: {exc.strerror or exc}") from None
 
 
+CRASH_POINTS = ("pending_begun", "parts_written", "pending_written", "db_committed", "promoted")
+
+
+def _crash_point(point: str, seq: int) -> None:
+    """Test hook for the kill -9 matrix: ``OBSERVER_ETL_CRASH_AT=<point>@<seq>`` kills the process there."""
+    if os.environ.get("OBSERVER_ETL_CRASH_AT") == f"{point}@{seq}":
+        os.kill(os.getpid(), 9)
+
+
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
 
@@ -443,13 +452,16 @@ class _Runner:
         ]
         with _timed(self.summary, "stage"):
             manifest.begin_pending(self.staging, self.opts.scope, commit)
+            _crash_point("pending_begun", self.seq)
             for t, m, d, content in writes:
                 write_part(self.staging, t, m, d, content, commit.run_id, commit.seq)
+            _crash_point("parts_written", self.seq)
             new_rows = pl.DataFrame(manifest_rows, schema=manifest.MANIFEST_SCHEMA)
             self.manifest = pl.concat(
                 [self.manifest.join(new_rows.select("path"), on="path", how="anti"), new_rows]
             ).sort("path")
             manifest.finish_pending(self.staging, self.opts.scope, commit, self.manifest)
+            _crash_point("pending_written", self.seq)
         with _timed(self.summary, "load"):
             try:
                 self._load(deltas, rejects, wm, uni_markets, universe, use_append=True)
@@ -458,11 +470,11 @@ class _Runner:
                     "the database already held rows the staging did not know (staging reset?): upserting instead"
                 )
                 self._load(deltas, rejects, wm, uni_markets, universe, use_append=False)
+        _crash_point("db_committed", self.seq)
         with _timed(self.summary, "stage"):
             manifest.promote(self.staging, self.opts.scope, commit)
         self.summary.commits = self.seq
-        if os.environ.get("OBSERVER_ETL_CRASH_AFTER_COMMIT") == str(self.seq):
-            os.kill(os.getpid(), 9)  # test hook: a kill -9 at a precise point of the protocol
+        _crash_point("promoted", self.seq)
 
     def _load(self, deltas, rejects, wm, uni_markets, universe, use_append: bool) -> None:  # type: ignore[no-untyped-def]
         tables = defaultdict(Counter)

@@ -210,6 +210,7 @@ def decode(rng: ByteRange) -> Decoded:
 
 
 def _decode_slow(rng: ByteRange, schema: pl.Schema) -> Decoded:
+    """Bisect failing chunks down to single lines; only those are classified in Python."""
     lines = rng.data.split(b"\n")[: rng.n_lines]
     series = pl.Series("raw", lines, dtype=pl.Binary)
     struct = pl.Struct(schema)
@@ -217,12 +218,17 @@ def _decode_slow(rng: ByteRange, schema: pl.Schema) -> Decoded:
     bad_idx: list[int] = []
     bad_reason: list[str] = []
 
+    def reject(i: int) -> None:
+        bad_idx.append(i)
+        bad_reason.append(_classify_bad_line(lines[i]))
+
     def attempt(lo: int, hi: int) -> None:
         part = series.slice(lo, hi - lo)
         try:
             text = part.cast(pl.String)
-            if (text.str.len_bytes() == 0).any() or (text.str.strip_chars() == "").any():
-                raise ValueError("empty line")
+            # json_decode turns a bare `null` line into an all-null struct: only objects may pass.
+            if not text.str.strip_chars_start().str.starts_with("{").all():
+                raise ValueError("not an object")
             decoded = text.str.json_decode(struct)
             if decoded.len() != hi - lo:
                 raise ValueError("row count mismatch")
@@ -231,8 +237,7 @@ def _decode_slow(rng: ByteRange, schema: pl.Schema) -> Decoded:
             )
         except Exception:  # noqa: BLE001 - bisect until the bad line is alone
             if hi - lo == 1:
-                bad_idx.append(lo)
-                bad_reason.append(_classify_bad_line(lines[lo]))
+                reject(lo)
                 return
             mid = (lo + hi) // 2
             attempt(lo, mid)
@@ -241,8 +246,9 @@ def _decode_slow(rng: ByteRange, schema: pl.Schema) -> Decoded:
     for lo in range(0, len(lines), _FALLBACK_CHUNK):
         attempt(lo, min(lo + _FALLBACK_CHUNK, len(lines)))
     cols = ["line_idx", *schema.names()]
-    rows = pl.concat([g.select(cols) for g in good]) if good else pl.DataFrame(schema={"line_idx": pl.Int64(), **schema})
-    rejects = pl.DataFrame({"line_idx": bad_idx, "reason": bad_reason}, schema=_REJECT_SCHEMA)
+    empty = pl.DataFrame(schema={"line_idx": pl.Int64(), **schema})
+    rows = pl.concat([g.select(cols) for g in good]) if good else empty
+    rejects = pl.DataFrame({"line_idx": bad_idx, "reason": bad_reason}, schema=_REJECT_SCHEMA).sort("line_idx")
     return Decoded(rows, rejects)
 
 

@@ -1,0 +1,223 @@
+"""The core ETL on handcrafted archives, against every target: rejects, winners, growth, rewrites."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.load import Target, parse_target
+from schemas.records import REJECT_REASONS
+from tests.support import db_snapshot, run, swing, tick, write_lines
+
+SCALP = "assets/scalp/20260130_13.jsonl"
+
+
+def rows(target: str, sql: str) -> list[tuple]:
+    t = Target(parse_target(target))
+    try:
+        return t._exec(sql)
+    finally:
+        t.close()
+
+
+# One line per reject reason, each with exactly one problem. (kind file, line, expected reason)
+REJECT_CASES = {
+    "invalid_json": [(SCALP, '{"timestamp": "2026-01-30T13:05:12+09:00", "sym{"timestamp": "x"}')],
+    "not_an_object": [(SCALP, "[1, 2]"), (SCALP, "null")],
+    "bad_field_type": [(SCALP, tick().replace('"volume": {', '"volume": [1], "x": {'))],
+    "test_row": [
+        (SCALP, tick(source="websocket_test")),
+        (SCALP, tick(session="docker_test_session")),
+        (SCALP, tick(session="test_session_42")),
+        (SCALP, tick(test_marker=True)),
+        (SCALP, tick(symbol="TEST01")),
+        (SCALP, tick(symbol="TEST01", execution_time="2026-01-30T13:05:12")),
+        ("assets/swing/20260130.jsonl", swing(session="quick_test")),
+    ],
+    "corrupt_parser_window": [
+        (SCALP, tick(ts="2026-01-26T13:05:12.1+09:00", symbol="130512", execution_time="158400", price=2, acc=158500)),
+        # recognised by content, outside the window's dates too
+        (SCALP, tick(symbol="100001", execution_time="070100", price=5, acc=70200)),
+    ],
+    "missing_field": [
+        (SCALP, tick(price=None)),
+        (SCALP, json.dumps({"timestamp": "2026-01-30T13:05:12+09:00", "symbol": "005930", "price": {"current": 1000}})),
+        ("assets/swing/20260130.jsonl", swing(close=None)),
+    ],
+    "bad_symbol": [(SCALP, tick(symbol="5930")), (SCALP, tick(symbol="abc123"))],
+    "bad_timestamp": [
+        (SCALP, tick(ts="2026-01-30 garbage")),
+        (SCALP, tick(execution_time="256199")),
+        (SCALP, tick(execution_time="2026-01-30T13:05:12")),
+        ("assets/swing/20260130.jsonl", swing(ts="yesterday")),
+    ],
+    "bad_price": [(SCALP, tick(price=0)), (SCALP, tick(price=-5)), (SCALP, tick(price=70100.5))],
+    "bad_volume": [(SCALP, tick(acc=-1)), (SCALP, tick(acc=1.5))],
+}
+
+
+@pytest.mark.parametrize("reason", [r for r in REJECT_REASONS if r in REJECT_CASES])
+def test_every_reject_reason(reason: str, tmp_path: Path, target_url: str) -> None:
+    src = tmp_path / "a"
+    good = tick(execution_time="130000", acc=1)
+    by_file: dict[str, list[str]] = {}
+    for rel, line in REJECT_CASES[reason]:
+        by_file.setdefault(rel, [good if "scalp" in rel else swing(ts="2026-01-30T09:00:00+09:00")]).append(line)
+    for rel, lines in by_file.items():
+        write_lines(src / rel, lines)
+    s = run(src, target_url, tmp_path / "stg").to_dict()
+    assert s["rejected"] == len(REJECT_CASES[reason])
+    assert s["rejects_by_reason"] == {reason: len(REJECT_CASES[reason])}
+    assert s["loaded"] == len(by_file)
+    got = rows(target_url, "SELECT source_file, line_number, reason, raw_line FROM etl_rejects ORDER BY 1, 2")
+    want = sorted((rel, i + 2) for rel, lines in by_file.items() for i in range(len(lines) - 1))
+    assert [(r[0], r[1]) for r in got] == want
+    assert {r[2] for r in got} == {reason}
+    assert all(r[3] for r in got if reason != "invalid_json")
+
+
+def test_accepted_shapes(tmp_path: Path, target_url: str) -> None:
+    """v0 lines, null execution_time, UTC hosts, Z swing times, live_scalp_test: all real data."""
+    src = tmp_path / "a"
+    v0 = json.dumps(
+        {"timestamp": "2026-01-23T10:00:01.5+09:00", "symbol": "000660", "price": {"close": 70100, "open": 70000,
+         "high": 70500, "low": 69900, "change_rate": 0.3}, "volume": {"accumulated": 1000}, "source": "websocket",
+         "session_id": "observer-a"}
+    )
+    write_lines(src / "assets/scalp/20260123_10.jsonl", [v0])
+    write_lines(
+        src / SCALP,
+        [
+            tick(execution_time=None, acc=10),
+            tick(ts="2026-01-30T04:05:13.000001+00:00", execution_time="130513", acc=20),
+            tick(ts="2026-01-30T13:05:14+09:00", execution_time="130514", acc=30, session="live_scalp_test"),
+            tick(ts="2026-01-30T13:05:15+09:00", execution_time="130515", acc=3_000_000_000, price=70100.0),
+        ],
+    )
+    write_lines(src / "assets/swing/20260121.jsonl", [swing(ts="2026-01-21T22:29:31.528819Z")])
+    s = run(src, target_url, tmp_path / "stg").to_dict()
+    assert s["rejected"] == 0 and s["loaded"] == 6
+    ticks = rows(target_url, "SELECT symbol, trade_date, quality_flag, tick_volume, acc_volume, price FROM scalp_ticks ORDER BY acc_volume")
+    assert [(str(r[1]), r[2]) for r in ticks] == [
+        ("2026-01-30", "degraded"), ("2026-01-30", "normal"), ("2026-01-30", "normal"), ("2026-01-30", "normal"),
+        ("2026-01-23", "degraded"),
+    ] or sorted(str(r[1]) for r in ticks) == ["2026-01-23"] + ["2026-01-30"] * 4
+    by_acc = {r[4]: r for r in ticks}
+    assert by_acc[20][3] == 10 and by_acc[3_000_000_000][3] == 3_000_000_000 - 30 and by_acc[10][3] is None
+    assert by_acc[3_000_000_000][5] == 70100
+    snap = rows(target_url, "SELECT trade_date, quality_flag FROM swing_snapshots")
+    assert [(str(d), q) for d, q in snap] == [("2026-01-22", "out_of_hours")]  # 07:29 KST
+
+
+def test_duplicates_keep_the_copy_received_first(tmp_path: Path, target_url: str) -> None:
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    later = tick(ts="2026-01-30T13:05:14.2+09:00", session="observer-B")
+    write_lines(src / SCALP, [later, later, tick(ts="2026-01-30T13:05:14.2+09:00", session="observer-C")])
+    s1 = run(src, target_url, stg).to_dict()
+    assert (s1["loaded"], s1["duplicates"]) == (1, 2)
+    # An earlier-received copy of the same trade arrives in a later run, in another file: it replaces.
+    write_lines(src / "assets/scalp/20260130_14.jsonl", [tick(ts="2026-01-30T13:05:12.9+09:00", session="observer-A")])
+    s2 = run(src, target_url, stg).to_dict()
+    assert (s2["loaded"], s2["duplicates"]) == (1, 0)
+    assert s2["tables"]["scalp_ticks"] == {"inserted": 0, "updated": 1, "deleted": 0}
+    assert rows(target_url, "SELECT session_id, source_file FROM scalp_ticks") == [
+        ("observer-A", "assets/scalp/20260130_14.jsonl")
+    ]
+    # ... and a later-received copy never does.
+    write_lines(src / "assets/scalp/20260130_15.jsonl", [tick(ts="2026-01-30T13:06:00+09:00", session="observer-Z")])
+    s3 = run(src, target_url, stg).to_dict()
+    assert (s3["loaded"], s3["duplicates"]) == (0, 1)
+    assert rows(target_url, "SELECT session_id FROM scalp_ticks") == [("observer-A",)]
+
+
+def test_late_trade_updates_its_successors_tick_volume(tmp_path: Path, target_url: str) -> None:
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    write_lines(src / SCALP, [tick(execution_time="130510", acc=100), tick(execution_time="130512", acc=160)])
+    run(src, target_url, stg)
+    write_lines(src / "assets/scalp/20260130_14.jsonl", [tick(execution_time="130511", acc=130, ts="2026-01-30T13:05:11.5+09:00")])
+    s = run(src, target_url, stg).to_dict()
+    assert s["tables"]["scalp_ticks"] == {"inserted": 1, "updated": 1, "deleted": 0}
+    assert rows(target_url, "SELECT acc_volume, tick_volume FROM scalp_ticks ORDER BY acc_volume") == [
+        (100, None), (130, 30), (160, 30)
+    ]
+
+
+def test_growing_file_holds_back_its_last_line(tmp_path: Path, target_url: str) -> None:
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    full = [tick(execution_time=f"1305{i:02d}", acc=i + 1) for i in range(5)]
+    path = src / SCALP
+    path.parent.mkdir(parents=True)
+    text = "\n".join(full) + "\n"
+    cut = len("\n".join(full[:3])) + 1 + 40  # three lines and a piece of the fourth
+    path.write_text(text[:cut])
+    s1 = run(src, target_url, stg).to_dict()
+    assert (s1["lines_read"], s1["loaded"], s1["held_back"]) == (3, 3, 1)
+    s_again = run(src, target_url, stg).to_dict()
+    assert (s_again["lines_read"], s_again["held_back"], s_again["commits"]) == (0, 1, 0)
+    path.write_text(text)
+    s2 = run(src, target_url, stg).to_dict()
+    assert (s2["lines_read"], s2["loaded"], s2["held_back"]) == (2, 2, 0)
+    assert rows(target_url, "SELECT count(*) FROM etl_rejects") == [(0,)]
+
+
+def test_truncated_line_of_a_finished_file_is_rejected(tmp_path: Path, target_url: str) -> None:
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    path = src / SCALP
+    path.parent.mkdir(parents=True)
+    path.write_text(tick(acc=1) + "\n" + tick(acc=2)[:30])
+    assert run(src, target_url, stg).to_dict()["held_back"] == 1
+    write_lines(src / "assets/scalp/20260130_14.jsonl", [tick(acc=3, execution_time="140000", ts="2026-01-30T14:00:00.2+09:00")])
+    s = run(src, target_url, stg).to_dict()
+    assert s["rejects_by_reason"] == {"truncated_line": 1} and s["held_back"] == 0
+    assert rows(target_url, "SELECT source_file, line_number, reason FROM etl_rejects") == [(SCALP, 2, "truncated_line")]
+
+
+def test_rewritten_file_is_reprocessed(tmp_path: Path, target_url: str) -> None:
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    write_lines(src / SCALP, [tick(acc=1), tick(acc=2, execution_time="130513")])
+    run(src, target_url, stg)
+    write_lines(src / SCALP, [tick(acc=5, execution_time="130520")])  # shrank and changed its head
+    s = run(src, target_url, stg).to_dict()
+    assert any("rewritten" in w for w in s["warnings"])
+    assert (s["lines_read"], s["loaded"]) == (1, 1)
+    assert rows(target_url, "SELECT count(*) FROM scalp_ticks") == [(3,)]
+
+
+def test_universe_rewrite_replaces_the_days_membership(tmp_path: Path, target_url: str) -> None:
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    path = src / "universe/20260130_kr_stocks.json"
+    path.parent.mkdir(parents=True)
+    doc = {"metadata": {"date": "2026-01-30", "market": "kr_stocks", "filter_criteria": {"min_price": 4000},
+                        "generated_at": "2026-01-30T17:05:41.118204", "count": 3}, "symbols": ["000660", "005930", "373220"]}
+    path.write_text(json.dumps(doc, indent=2))
+    write_lines(src / "universe/20260131_kr_stocks.json", [json.dumps({"metadata": {"date": "20260131", "count": 1}, "symbols": ["005930"]}, indent=2)])
+    s1 = run(src, target_url, stg).to_dict()
+    assert s1["universe"] == {"files_read": 2, "symbols_loaded": 4, "files_rejected": 0}
+    doc["symbols"] = ["005930", "035720"]
+    path.write_text(json.dumps(doc, indent=2))
+    s2 = run(src, target_url, stg).to_dict()
+    assert s2["universe"]["files_read"] == 1
+    got = rows(target_url, "SELECT date, symbol FROM market_universe ORDER BY 1, 2")
+    assert [(str(d), s) for d, s in got] == [("2026-01-30", "005930"), ("2026-01-30", "035720"), ("2026-01-31", "005930")]
+    assert run(src, target_url, stg).to_dict()["universe"]["files_read"] == 0
+
+
+def test_bad_universe_file_is_rejected_not_fatal(tmp_path: Path, target_url: str) -> None:
+    src = tmp_path / "a"
+    write_lines(src / "universe/20260130_kr_stocks.json", ['{"metadata": {"date": "2026-01-30"}, "symbols": ["0059'], final_newline=False)
+    s = run(src, target_url, tmp_path / "stg").to_dict()
+    assert s["universe"]["files_rejected"] == 1
+    assert rows(target_url, "SELECT reason FROM etl_rejects") == [("bad_universe_file",)]
+
+
+def test_second_run_changes_nothing(tmp_path: Path, target_url: str) -> None:
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    write_lines(src / SCALP, [tick(acc=i, execution_time=f"1305{i:02d}") for i in range(1, 30)] + ["garbage"])
+    write_lines(src / "assets/swing/20260130.jsonl", [swing(), swing(symbol="000660")])
+    run(src, target_url, stg)
+    before = db_snapshot(target_url)
+    s = run(src, target_url, stg).to_dict()
+    assert (s["lines_read"], s["commits"]) == (0, 0)
+    assert db_snapshot(target_url) == before
