@@ -71,7 +71,8 @@ def _render(summary: RunSummary) -> None:
     if d["rejects_by_reason"]:
         out.print("rejects: " + ", ".join(f"{r} {n:,}" for r, n in d["rejects_by_reason"].items()))
     for w in d["warnings"]:
-        err.print(f"[yellow]warning:[/] {w}")
+        err.print("[yellow]warning:[/] ", end="")
+        err.print(w, markup=False, highlight=False, soft_wrap=True)
     out.print(f"target {d['target']} · staging {d['staging']}")
 
 
@@ -101,7 +102,8 @@ def etl(
         else:
             summary = run_etl(opts)
     except (ConfigError, EtlError) as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print("[red]error:[/] ", end="")
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         err.print("[red]interrupted:[/] the last commit is intact; run again to continue")

@@ -6,6 +6,7 @@ A value that names an entry of ``[sources]``/``[targets]`` (the design document'
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from datetime import date
@@ -70,7 +71,7 @@ def resolve(
     src = sources.get(src, src)
     tgt = target or etl.get("target", DEFAULT_TARGET)
     tgt = targets.get(tgt, tgt)
-    if "://" not in tgt:
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", tgt):
         raise ConfigError(
             f"target {tgt!r} is neither a URL (sqlite:///file.db, postgresql://...) nor a name in [targets] of {CONFIG_NAME}"
         )

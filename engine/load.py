@@ -23,6 +23,14 @@ import pyarrow as pa
 from schemas.tables import ALL_TABLES, ETL_REJECTS, ETL_RUNS, ETL_WATERMARK, Dialect, Table
 
 
+def is_key_conflict(exc: BaseException) -> bool:
+    """A unique-key violation, however the driver classifies it (SQLite's says InternalError)."""
+    import adbc_driver_manager
+
+    text = str(exc)
+    return isinstance(exc, adbc_driver_manager.IntegrityError) or "UNIQUE constraint" in text or "23505" in text
+
+
 class TargetError(Exception):
     """A target that cannot be used; the message is one readable sentence for the user."""
 
@@ -48,7 +56,7 @@ def parse_target(url: str) -> TargetURL:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "sqlite":
-        if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
+        if not url.lower().startswith("sqlite:///") or parts.netloc or len(parts.path) < 2:
             raise TargetError(
                 f"invalid SQLite URL {redact(url)!r}: use sqlite:///relative.db or sqlite:////absolute/path.db"
             )
@@ -140,27 +148,36 @@ class Target:
         self.cur.adbc_ingest(table.name, self._arrow(table, df), mode="append")
         return df.height
 
-    def upsert(self, table: Table, df: pl.DataFrame) -> int:
-        """Insert or replace rows by key, but never let a losing copy replace a winning one."""
+    def upsert(self, table: Table, df: pl.DataFrame) -> tuple[int, int]:
+        """Insert or replace rows by key: (inserted, updated).
+
+        A row replaces the loaded one only if it wins the key (smaller winner order), or if it is the
+        same copy with a changed value (a recomputed tick_volume); replaying a delta changes nothing.
+        """
         if df.height == 0:
-            return 0
+            return 0, 0
         tmp = f"etl_tmp_{table.name}_{next(_tmp_counter)}"
         self.cur.adbc_ingest(tmp, self._arrow(table, df), mode="create", temporary=True)
+        src = f"temp.{tmp}" if self.dialect == "sqlite" else tmp
+        on = " AND ".join(f"s.{k} = t.{k}" for k in table.key)
+        existing = int(self._exec(f"SELECT count(*) FROM {src} s JOIN {table.name} t ON {on}")[0][0])
         cols = ", ".join(table.column_names)
         sets = ", ".join(f"{c} = excluded.{c}" for c in table.value_columns)
-        guard = ""
+        compared = [c for c in table.value_columns if c not in ("etl_timestamp", "schema_version")]
+        differs = " OR ".join(f"excluded.{c} IS DISTINCT FROM {table.name}.{c}" for c in compared)
+        guard = f" WHERE {differs}"
         if table.winner_order:
             new = ", ".join(f"excluded.{c}" for c in table.winner_order)
             old = ", ".join(f"{table.name}.{c}" for c in table.winner_order)
-            guard = f" WHERE ({new}) <= ({old})"
-        src = f"temp.{tmp}" if self.dialect == "sqlite" else tmp
+            guard = f" WHERE ({new}) < ({old}) OR (({new}) = ({old}) AND ({differs}))"
         self._exec(
             f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {src} WHERE true "
             f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {sets}{guard}"
         )
         changed = self._changes()
         self._exec(f"DROP TABLE {src}")
-        return changed
+        inserted = df.height - existing
+        return inserted, changed - inserted
 
     def _changes(self) -> int:
         if self.dialect == "sqlite":
@@ -177,8 +194,8 @@ class Target:
         self.append(table, df)
         return before, df.height
 
-    def upsert_rejects(self, df: pl.DataFrame) -> int:
-        return self.upsert(ETL_REJECTS, df)
+    def upsert_rejects(self, df: pl.DataFrame) -> None:
+        self.upsert(ETL_REJECTS, df)
 
     def advance_watermark(self, df: pl.DataFrame) -> None:
         """Move (source_type, market) watermarks forward, never back."""

@@ -25,7 +25,7 @@ import polars as pl
 
 from engine import dedup, normalize, scan
 from engine.config import ConfigError, RunOptions, load_holidays, load_security_master
-from engine.load import Target, TargetError, parse_target
+from engine.load import Target, TargetError, is_key_conflict, parse_target
 from engine.watermark import reconcile, watermark_rows
 from schemas.records import Kind
 from schemas.tables import ETL_REJECTS, MARKET_UNIVERSE, SCALP_TICKS, SWING_SNAPSHOTS, Table
@@ -465,7 +465,9 @@ class _Runner:
         with _timed(self.summary, "load"):
             try:
                 self._load(deltas, rejects, wm, uni_markets, universe, use_append=True)
-            except adbc_driver_manager.IntegrityError:
+            except adbc_driver_manager.Error as exc:
+                if not is_key_conflict(exc):
+                    raise
                 self.summary.warnings.append(
                     "the database already held rows the staging did not know (staging reset?): upserting instead"
                 )
@@ -480,11 +482,16 @@ class _Runner:
         tables = defaultdict(Counter)
         with self.target.transaction():
             for d in deltas:
+                c = tables[d.table.name]
                 if use_append:
-                    tables[d.table.name]["inserted"] += self.target.append(d.table, d.inserts)
+                    c["inserted"] += self.target.append(d.table, d.inserts)
                 else:
-                    tables[d.table.name]["inserted"] += self.target.upsert(d.table, d.inserts)
-                tables[d.table.name]["updated"] += self.target.upsert(d.table, d.updates)
+                    ins, upd = self.target.upsert(d.table, d.inserts)
+                    c["inserted"] += ins
+                    c["updated"] += upd
+                ins, upd = self.target.upsert(d.table, d.updates)
+                c["inserted"] += ins
+                c["updated"] += upd
             if universe is not None:
                 day, _ = universe
                 for m, part in uni_markets:

@@ -221,3 +221,15 @@ def test_second_run_changes_nothing(tmp_path: Path, target_url: str) -> None:
     s = run(src, target_url, stg).to_dict()
     assert (s["lines_read"], s["commits"]) == (0, 0)
     assert db_snapshot(target_url) == before
+
+
+def test_database_ahead_of_a_reset_staging(tmp_path: Path, target_url: str) -> None:
+    """Staging wiped (or pointed elsewhere) while the database kept its rows: upsert, never fail or duplicate."""
+    src = tmp_path / "a"
+    write_lines(src / SCALP, [tick(acc=i, execution_time=f"1305{i:02d}") for i in range(1, 6)])
+    run(src, target_url, tmp_path / "stg1")
+    before = db_snapshot(target_url)
+    s = run(src, target_url, tmp_path / "stg2").to_dict()
+    assert any("upserting" in w for w in s["warnings"])
+    assert s["tables"]["scalp_ticks"]["inserted"] == 0
+    assert db_snapshot(target_url) == before

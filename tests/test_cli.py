@@ -1,0 +1,81 @@
+"""The CLI as a user runs it: a subprocess, its exit code, its stdout and stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.support import cli, swing, tick, write_lines
+
+
+@pytest.fixture
+def small_archive(tmp_path: Path) -> Path:
+    src = tmp_path / "archive"
+    write_lines(src / "assets/scalp/20260130_13.jsonl", [tick(acc=1), tick(acc=1, session="observer-2"), "garbage"])
+    write_lines(src / "assets/swing/20260130.jsonl", [swing()])
+    return src
+
+
+def test_json_summary_adds_up(small_archive: Path, tmp_path: Path) -> None:
+    r = cli("etl", "--source", str(small_archive), "--target", f"sqlite:///{tmp_path}/t.db", "--staging", str(tmp_path / "s"), "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert (d["lines_read"], d["loaded"], d["duplicates"], d["rejected"], d["held_back"]) == (4, 2, 1, 1, 0)
+    assert d["loaded"] + d["duplicates"] + d["rejected"] == d["lines_read"]
+    assert d["kinds"]["scalp"]["lines_read"] == 3 and d["kinds"]["swing"]["lines_read"] == 1
+    assert d["tables"]["scalp_ticks"] == {"inserted": 1, "updated": 0, "deleted": 0}
+    assert d["seconds"] >= 0 and r.stderr == ""
+
+
+def test_human_summary_and_relative_sqlite_url(small_archive: Path, tmp_path: Path) -> None:
+    r = cli("etl", "--source", str(small_archive), "--target", "sqlite:///rel.db", "--staging", "stg", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "lines read" in r.stdout and "scalp_ticks" in r.stdout and "invalid_json 1" in r.stdout
+    assert (tmp_path / "rel.db").exists() and (tmp_path / "stg" / "_manifest").is_dir()
+
+
+def test_observer_toml_names_and_defaults(small_archive: Path, tmp_path: Path) -> None:
+    (tmp_path / "observer.toml").write_text(
+        f'[etl]\nsource = "archive"\ntarget = "trading_db"\nstaging = "st"\n'
+        f'[sources]\narchive = "{small_archive}"\n[targets]\ntrading_db = "sqlite:///named.db"\n'
+    )
+    r = cli("etl", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["loaded"] == 2 and (tmp_path / "named.db").exists()
+    r2 = cli("etl", "--source=archive", "--target=trading_db", "--json", cwd=tmp_path)
+    assert json.loads(r2.stdout)["lines_read"] == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--source", "/no/such/archive"], "source archive /no/such/archive does not exist"),
+        (["--target", "mysql://x/y"], "unsupported target"),
+        (["--target", "sqlite:/bad"], "invalid SQLite URL"),
+        (["--target", "trading_db"], "neither a URL"),
+        (["--target", "sqlite:////no/such/dir/t.db"], "does not exist"),
+        (["--target", "postgresql://nobody:s3cret@127.0.0.1:1/x"], "cannot connect"),
+        (["--staging", "/proc/forbidden"], "staging directory /proc/forbidden is not writable"),
+    ],
+)
+def test_bad_input_is_one_readable_sentence(small_archive: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    base = {"--source": str(small_archive), "--target": f"sqlite:///{tmp_path}/t.db", "--staging": str(tmp_path / "s")}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    r = cli("etl", *[x for kv in base.items() for x in kv], cwd=tmp_path)
+    assert r.returncode != 0
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    assert "s3cret" not in r.stderr + r.stdout
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; covered by /proc above")
+def test_unwritable_staging_as_user(small_archive: Path, tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    r = cli("etl", "--source", str(small_archive), "--target", f"sqlite:///{tmp_path}/t.db", "--staging", str(ro / "s"))
+    assert r.returncode != 0 and "not writable" in r.stderr
