@@ -1,0 +1,94 @@
+"""Invariants: any split of the archive into runs, in any order, gives the database of one run."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.archive_timeline import copy_files, materialize, timeline, total_bytes
+from tests.conftest import pg_database_url
+from tests.support import db_snapshot, run, staged_snapshot
+
+SETTINGS = settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+
+
+@contextlib.contextmanager
+def fresh_target(dialect: str, work: Path) -> Iterator[str]:
+    if dialect == "sqlite":
+        yield f"sqlite:///{work / 'trading.db'}"
+    else:
+        gen = pg_database_url()
+        url = next(gen)
+        try:
+            yield url
+        finally:
+            with contextlib.suppress(StopIteration):
+                next(gen)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def reference(request: pytest.FixtureRequest, generated, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """One run over the whole archive: the database every other way of loading must reproduce."""
+    root, expected = generated
+    work = tmp_path_factory.mktemp("ref")
+    with fresh_target(request.param, work) as url:
+        s = run(root, url, work / "stg").to_dict()
+        again = run(root, url, work / "stg").to_dict()
+        assert again["lines_read"] == 0
+        return request.param, root, db_snapshot(url), staged_snapshot(work / "stg"), s
+
+
+def test_one_run_matches_the_generators_truth(reference, generated) -> None:  # type: ignore[no-untyped-def]
+    _, _, db, _, s = reference
+    _, exp = generated
+    assert s["held_back"] == exp.held_back
+    assert s["lines_read"] == exp.lines_total - exp.held_back
+    assert s["duplicates"] == exp.duplicates["scalp"] + exp.duplicates["swing"]
+    assert len(db["scalp_ticks"]) == exp.scalp_ticks
+    assert len(db["swing_snapshots"]) == exp.swing_snapshots
+    rejects = sorted((r[0], r[1], r[3]) for r in db["etl_rejects"])  # source_file, line_number, reason
+    assert rejects == sorted((f, n, why) for f, n, why in exp.rejects)
+    universe: dict[str, list[str]] = {}
+    for symbol, _market, day, *_ in db["market_universe"]:
+        universe.setdefault(str(day), []).append(symbol)
+    assert {d: sorted(s) for d, s in universe.items()} == exp.universe
+
+
+@SETTINGS
+@given(data=st.data())
+def test_any_split_into_growing_runs(reference, data) -> None:  # type: ignore[no-untyped-def]
+    dialect, root, want_db, want_staged, _ = reference
+    pieces = timeline(root)
+    cuts = sorted(data.draw(st.lists(st.integers(0, total_bytes(pieces)), min_size=1, max_size=4)))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        with fresh_target(dialect, work) as url:
+            for cut in [*cuts, total_bytes(pieces)]:
+                materialize(work / "archive", pieces, cut)
+                run(work / "archive", url, work / "stg")
+            assert run(work / "archive", url, work / "stg").to_dict()["lines_read"] == 0
+            assert db_snapshot(url) == want_db
+            assert staged_snapshot(work / "stg") == want_staged
+
+
+@SETTINGS
+@given(data=st.data())
+def test_whole_files_in_any_order(reference, data) -> None:  # type: ignore[no-untyped-def]
+    dialect, root, want_db, want_staged, _ = reference
+    rels = [p.rel for p in timeline(root)]
+    order = data.draw(st.permutations(rels))
+    splits = sorted(data.draw(st.sets(st.integers(1, len(rels) - 1), max_size=3)))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        with fresh_target(dialect, work) as url:
+            for lo, hi in zip([0, *splits], [*splits, len(rels)]):
+                copy_files(work / "archive", root, order[lo:hi])
+                run(work / "archive", url, work / "stg")
+            assert db_snapshot(url) == want_db
+            assert staged_snapshot(work / "stg") == want_staged
