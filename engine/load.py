@@ -163,7 +163,7 @@ class Target:
         existing = int(self._exec(f"SELECT count(*) FROM {src} s JOIN {table.name} t ON {on}")[0][0])
         cols = ", ".join(table.column_names)
         sets = ", ".join(f"{c} = excluded.{c}" for c in table.value_columns)
-        compared = [c for c in table.value_columns if c not in ("etl_timestamp", "schema_version")]
+        compared = [c for c in table.value_columns if c not in ("etl_timestamp", "schema_version", "run_id")]
         differs = " OR ".join(f"excluded.{c} IS DISTINCT FROM {table.name}.{c}" for c in compared)
         guard = f" WHERE {differs}"
         if table.winner_order:
