@@ -91,13 +91,14 @@ def _hms(s: pl.Expr) -> pl.Expr:
     )
 
 
-def _assign_market(df: pl.DataFrame, ctx: Context, record_market: str | None) -> pl.DataFrame:
+def _assign_market(df: pl.LazyFrame, ctx: Context, record_market: str | None) -> pl.LazyFrame:
     """Security master first, then the record's own market field, then the configured default."""
     fallback = pl.lit(ctx.default_market)
     if record_market is not None:
         fallback = pl.col(record_market).fill_null(fallback)
-    if ctx.security_master is not None and df.height:
-        df = df.join(ctx.security_master.rename({"market": "_master_market"}), on="symbol", how="left")
+    if ctx.security_master is not None:
+        master = ctx.security_master.lazy().rename({"market": "_master_market"})
+        df = df.join(master, on="symbol", how="left", maintain_order="left")
         return df.with_columns(market=pl.col("_master_market").fill_null(fallback)).drop("_master_market")
     return df.with_columns(market=fallback)
 
@@ -109,13 +110,16 @@ def _reason(chain: list[tuple[str, pl.Expr]]) -> pl.Expr:
     return expr
 
 
-def _split(df: pl.DataFrame, columns: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _split(df: pl.LazyFrame, columns: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Collect the valid rows and the rejects in one pass over the shared plan."""
+    df = df.cache()
     rejects = df.filter(pl.col("reason").is_not_null()).select("source_file", "source_line", "reason")
     rows = df.filter(pl.col("reason").is_null()).select(columns)
-    return rows, rejects
+    rows_df, rejects_df = pl.collect_all([rows, rejects])
+    return rows_df, rejects_df
 
 
-def normalize_scalp(raw: pl.DataFrame, ctx: Context) -> tuple[pl.DataFrame, pl.DataFrame]:
+def normalize_scalp(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.DataFrame]:
     """K1 tick lines -> (scalp_ticks rows, rejects). ``raw`` has source_file, source_line and K1 fields."""
     p, v, ba = pl.col("price").struct, pl.col("volume").struct, pl.col("bid_ask").struct
     df = raw.with_columns(
@@ -188,7 +192,7 @@ def normalize_scalp(raw: pl.DataFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
     return _split(df, SCALP_TICKS.column_names)
 
 
-def normalize_swing(raw: pl.DataFrame, ctx: Context) -> tuple[pl.DataFrame, pl.DataFrame]:
+def normalize_swing(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.DataFrame]:
     """K2 snapshot lines -> (swing_snapshots rows, rejects)."""
     p = pl.col("price").struct
     df = raw.with_columns(
@@ -249,9 +253,9 @@ def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> 
     if not df["symbol"].str.contains(SYMBOL_PATTERN).all():
         return "bad_universe_file"
     generated = parse_instant(pl.lit(meta.get("generated_at"), dtype=pl.String))
-    df = df.with_columns(market_field=pl.lit(meta.get("market"), dtype=pl.String))
-    df = _assign_market(df, ctx, record_market="market_field")
-    return df.with_columns(
+    lf = df.lazy().with_columns(market_field=pl.lit(meta.get("market"), dtype=pl.String))
+    lf = _assign_market(lf, ctx, record_market="market_field")
+    return lf.with_columns(
         date=pl.lit(day, dtype=pl.Date),
         generated_at=generated,
         schema_version=pl.lit(SCHEMA_VERSION),
@@ -259,7 +263,7 @@ def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> 
         source_file=pl.lit(rel),
         source_line=pl.lit(0, dtype=pl.Int64),
         quality_flag=pl.lit("normal"),
-    ).select(MARKET_UNIVERSE.column_names)
+    ).select(MARKET_UNIVERSE.column_names).collect()
 
 
 def _universe_date(text: str) -> date | None:

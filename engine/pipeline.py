@@ -312,7 +312,7 @@ class _Runner:
             return  # only held-back tails: nothing to commit, the manifest already says where to resume
         with _timed(self.summary, "normalize"):
             raw = pl.concat(raws, how="vertical_relaxed")
-            rows, bad = normalize.NORMALIZERS[kind](raw, self.ctx)
+            rows, bad = normalize.NORMALIZERS[kind](raw.lazy(), self.ctx)
         decode_rejects = pl.concat(rejects).select("source_file", "source_line", "reason")
         all_rejects = pl.concat([decode_rejects, bad])
         rows_in_scope_before = rows.height
