@@ -3,7 +3,11 @@
 A key's winner is the copy with the smallest ``winner_order`` (received first; ties: file, line), so
 the result never depends on how the archive was split into runs. Comparing with the staged
 partition is a vectorized anti-join (new keys) and inner join (a copy that beats the loaded one).
-For ticks, ``tick_volume`` is recomputed over the partition's winners, so a late trade also updates
+
+Ticks are matched on ``(symbol, trade_date, exchange time, acc_volume)``, the exchange time being
+NULL (and NULLs equal) for lines that carry none: their ``event_time`` is the receive time of the
+winning copy, so when an earlier-received copy wins later, the row's primary key moves (a delete and
+an insert). ``tick_volume`` is recomputed over the partition's winners, so a late trade also updates
 its successor.
 """
 
@@ -18,6 +22,8 @@ import polars as pl
 from schemas.tables import SCALP_TICKS, Table
 from staging.layout import part_files, partition_dir, read_partition
 
+_DK_TIME = "_dk_time"
+
 
 @dataclass
 class PartitionDelta:
@@ -27,26 +33,44 @@ class PartitionDelta:
     market: str
     day: date
     inserts: pl.DataFrame  # keys new to the partition: bulk append
-    updates: pl.DataFrame  # keys whose row changes (a better copy, or a recomputed tick_volume): upsert
+    updates: pl.DataFrame  # rows that replace a loaded one (a better copy, a recomputed tick_volume): upsert
+    deletes: pl.DataFrame  # primary keys of loaded rows whose replacement has another primary key
     loaded: int  # input rows that became the winner of their key
     duplicates: int  # input rows that lost to another copy
     rewrite: pl.DataFrame | None  # the partition's whole new content, when appending a part won't do
     obsolete: list[Path]  # staged parts replaced by ``rewrite``
 
 
+def dedup_key(table: Table) -> list[str]:
+    """The columns two copies of one record share (the primary key, but for ticks without exchange time)."""
+    if table is SCALP_TICKS:
+        return ["symbol", "trade_date", _DK_TIME, "acc_volume"]
+    return list(table.key)
+
+
+def with_dedup_key(df: pl.DataFrame, table: Table) -> pl.DataFrame:
+    if table is SCALP_TICKS:
+        return df.with_columns(
+            pl.when(pl.col("time_source") == "exchange").then(pl.col("event_time")).alias(_DK_TIME)
+        )
+    return df
+
+
 def winners_in_batch(df: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, int]:
-    """One row per key, the winning copy; and how many copies lost."""
+    """One row per record, the winning copy; and how many copies lost."""
     if df.height == 0:
         return df, 0
-    out = df.sort([*table.key, *table.winner_order]).unique(subset=list(table.key), keep="first", maintain_order=True)
+    dk = dedup_key(table)
+    out = (
+        with_dedup_key(df, table)
+        .sort([*dk, *table.winner_order], nulls_last=True)
+        .unique(subset=dk, keep="first", maintain_order=True)
+        .select(table.column_names)
+    )
     return out, df.height - out.height
 
 
-def _join_key(table: Table) -> list[str]:
-    return [k for k in table.key if k not in table.partition_by]
-
-
-def _beats(order: tuple[str, ...]) -> pl.Expr:
+def _beats(order: list[str]) -> pl.Expr:
     """Lexicographic ``new < staged`` over the winner order columns (staged ones prefixed ``_s_``)."""
     result: pl.Expr = pl.lit(False)
     for col in reversed(order):
@@ -66,66 +90,99 @@ def resolve_partition(
     staging: Path, table: Table, market: str, day: date, batch: pl.DataFrame, compact_at: int = 16
 ) -> PartitionDelta:
     """Compare one partition's batch winners with what is staged there."""
-    key = _join_key(table)
-    order = tuple(c for c in table.winner_order if c not in key)  # key columns are equal after the join
-    files = part_files(partition_dir(staging, table, market, day))
+    in_path = set(table.partition_by)
+    dk = [k for k in dedup_key(table) if k not in in_path]  # match columns (partition columns are equal)
+    pk = [k for k in table.key if k not in in_path]
+    order = [c for c in table.winner_order if c not in dk]
     is_ticks = table is SCALP_TICKS
-    probe_cols = list(dict.fromkeys([*key, *order, *(["acc_volume", "tick_volume"] if is_ticks else [])]))
-    staged = read_partition(staging, table, market, day, probe_cols) if files else None
+    files = part_files(partition_dir(staging, table, market, day))
     cols = table.column_names
+    stored = [c for c in dict.fromkeys([*pk, *order, *(["time_source", "tick_volume"] if is_ticks else [])])]
+    staged = (
+        with_dedup_key(read_partition(staging, table, market, day, stored), table)
+        if files
+        else None
+    )
+    batch = with_dedup_key(batch, table)
+    deletes = pl.DataFrame(schema=table.polars_schema(list(table.key)))
 
     if staged is None or staged.height == 0:
-        inserts, updates = batch, batch.clear()
-        dups = 0
+        inserts, updates, dups = batch, batch.clear(), 0
     else:
-        probe = staged.select([*key, *order]).rename({c: f"_s_{c}" for c in order})
-        inserts = batch.join(probe, on=key, how="anti")
-        both = batch.join(probe, on=key, how="inner")
+        moved_pk = [c for c in pk if c not in dk]  # primary-key columns that may differ between copies
+        probe = staged.select(
+            [*dk, *[pl.col(c).alias(f"_s_{c}") for c in dict.fromkeys([*order, *moved_pk])]]
+        )
+        inserts = batch.join(probe, on=dk, how="anti", nulls_equal=True)
+        both = batch.join(probe, on=dk, how="inner", nulls_equal=True)
         better = both.filter(_beats(order))
-        updates = better.select(cols)
         dups = both.height - better.height
+        if moved_pk:
+            moved = better.filter(pl.any_horizontal(pl.col(c) != pl.col(f"_s_{c}") for c in moved_pk))
+            deletes = moved.select(
+                [pl.col(f"_s_{c}").alias(c) if c in moved_pk else pl.col(c) for c in table.key]
+            )
+        updates = better
     loaded = inserts.height + updates.height
-
     neighbours = pl.DataFrame(schema=table.polars_schema())
     if is_ticks:
-        old = staged.select(key + ["tick_volume"]) if staged is not None else pl.DataFrame(
-            schema=SCALP_TICKS.polars_schema([*key, "tick_volume"])
+        inserts, updates, neighbours = _recompute_tick_volume(
+            staging, market, day, staged, inserts, updates, dk, pk
         )
-        kept = old.join(updates.select(key), on=key, how="anti")
-        every = pl.concat(
-            [
-                kept.select(key).with_columns(_src=pl.lit(0)),
-                inserts.select(key).with_columns(_src=pl.lit(1)),
-                updates.select(key).with_columns(_src=pl.lit(2)),
-            ]
-        )
-        every = _tick_volume(every)
-        tv = every.select([*key, "tick_volume"])
-        inserts = inserts.drop("tick_volume").join(tv, on=key, how="left").select(cols)
-        updates = updates.drop("tick_volume").join(tv, on=key, how="left").select(cols)
-        changed = (
-            kept.join(tv.rename({"tick_volume": "_tv"}), on=key, how="inner")
-            .filter(pl.col("tick_volume").ne_missing(pl.col("_tv")))
-            .select(key + ["_tv"])
-        )
-        if changed.height:
-            full = read_partition(staging, table, market, day).with_columns(
-                pl.lit(market).alias("market"), pl.lit(day).alias("trade_date")
-            )
-            neighbours = (
-                full.join(changed, on=key, how="inner")
-                .with_columns(tick_volume=pl.col("_tv"))
-                .select(cols)
-            )
-
+    inserts = inserts.select(cols)
+    updates = updates.select(cols)
     all_updates = pl.concat([updates, neighbours]) if neighbours.height else updates
+
     rewrite: pl.DataFrame | None = None
     obsolete: list[Path] = []
     if files and (all_updates.height or len(files) + 1 >= compact_at):
-        full = read_partition(staging, table, market, day).with_columns(
-            pl.lit(market).alias(table.partition_by[0]), pl.lit(day).alias(table.partition_by[1])
-        )
-        rest = full.join(all_updates.select(key), on=key, how="anti").select(cols)
-        rewrite = pl.concat([rest, all_updates, inserts]).sort(table.key)
+        full = with_dedup_key(_full_partition(staging, table, market, day), table)
+        replaced = with_dedup_key(all_updates, table).select(dk)
+        rest = full.join(replaced, on=dk, how="anti", nulls_equal=True).select(cols)
+        rewrite = pl.concat([rest, all_updates, inserts]).sort(list(table.key))
         obsolete = files
-    return PartitionDelta(table, market, day, inserts, all_updates, loaded, dups, rewrite, obsolete)
+    return PartitionDelta(table, market, day, inserts, all_updates, deletes, loaded, dups, rewrite, obsolete)
+
+
+def _full_partition(staging: Path, table: Table, market: str, day: date) -> pl.DataFrame:
+    return read_partition(staging, table, market, day).with_columns(
+        pl.lit(market).alias(table.partition_by[0]), pl.lit(day).alias(table.partition_by[1])
+    )
+
+
+def _recompute_tick_volume(
+    staging: Path,
+    market: str,
+    day: date,
+    staged: pl.DataFrame | None,
+    inserts: pl.DataFrame,
+    updates: pl.DataFrame,
+    dk: list[str],
+    pk: list[str],
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """tick_volume over the partition's winners; staged rows whose value changes become updates."""
+    ident = list(dict.fromkeys([*dk, "event_time"]))
+    old = (
+        staged.select([*ident, "tick_volume"])
+        if staged is not None
+        else inserts.clear().select([*ident, "tick_volume"])
+    )
+    kept = old.join(updates.select(dk), on=dk, how="anti", nulls_equal=True)
+    every = pl.concat([kept.select(ident), inserts.select(ident), updates.select(ident)])
+    tv = _tick_volume(every).select([*dk, "tick_volume"])
+    inserts = inserts.drop("tick_volume").join(tv, on=dk, how="left", nulls_equal=True)
+    updates = updates.drop("tick_volume").join(tv, on=dk, how="left", nulls_equal=True)
+    changed = (
+        kept.join(tv.rename({"tick_volume": "_tv"}), on=dk, how="inner", nulls_equal=True)
+        .filter(pl.col("tick_volume").ne_missing(pl.col("_tv")))
+        .select([*pk, "_tv"])
+    )
+    neighbours = pl.DataFrame(schema=SCALP_TICKS.polars_schema())
+    if changed.height:
+        neighbours = (
+            _full_partition(staging, SCALP_TICKS, market, day)
+            .join(changed, on=pk, how="inner")
+            .with_columns(tick_volume=pl.col("_tv"))
+            .select(SCALP_TICKS.column_names)
+        )
+    return inserts, updates, neighbours

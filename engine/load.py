@@ -1,38 +1,73 @@
 """Load: bulk-write staged deltas into the target database through ADBC, one transaction a commit.
 
-New rows go in by bulk ingest (``adbc_ingest``, append); rows that replace a loaded copy go through a
-temporary table and ``INSERT ... ON CONFLICT DO UPDATE`` guarded by the winner order, so replaying a
-delta can never let a later copy overwrite an earlier one. The watermark and the run's commit
-counter are written in the same transaction as the data.
+New rows go in by bulk ingest (``adbc_ingest``: a multi-row INSERT on SQLite, binary COPY on
+PostgreSQL); rows that replace a loaded copy go through a temporary table and ``INSERT ... ON CONFLICT
+DO UPDATE`` guarded by the winner order, so replaying a delta can never let a later copy overwrite an
+earlier one. The watermark and the run's commit counter are written in the same transaction as the
+data.
+
+Transactions: the connection is in autocommit mode and a commit is an explicit ``BEGIN`` ...
+``COMMIT``. Both ADBC drivers run ``adbc_ingest`` on the same session without a transaction of their
+own, so an ingest inside ``BEGIN`` is undone by ``ROLLBACK`` (tests/test_postgres.py checks it on both
+targets), and a connection lost mid-commit leaves nothing of that commit behind.
+
+Schema: ``ensure_schema`` creates missing tables, migrates an older table that lacks nullable columns
+(``ALTER TABLE ... ADD COLUMN``), refuses one it cannot use (``TargetError``), and records
+``schemas.tables.SCHEMA_VERSION`` per table in ``etl_schema``.
+
+Secrets: a password in the URL (or its query, or PGPASSWORD) never reaches output, logs, ``etl_runs``
+or an error message: every driver error is re-raised as one line, scrubbed by ``redact``.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+import adbc_driver_manager
 import polars as pl
 import pyarrow as pa
 
-from schemas.tables import ALL_TABLES, ETL_REJECTS, ETL_RUNS, ETL_WATERMARK, Dialect, Table
+from engine.config import ConfigError
+from schemas.tables import (
+    ALL_TABLES,
+    ETL_REJECTS,
+    ETL_RUNS,
+    ETL_SCHEMA,
+    ETL_WATERMARK,
+    PG_INFO_TYPE,
+    SCHEMA_VERSION,
+    Dialect,
+    Table,
+    schema_version_tuple,
+    sql_type,
+)
 
 
 def is_key_conflict(exc: BaseException) -> bool:
     """A unique-key violation, however the driver classifies it (SQLite's says InternalError)."""
-    import adbc_driver_manager
-
     text = str(exc)
-    return isinstance(exc, adbc_driver_manager.IntegrityError) or "UNIQUE constraint" in text or "23505" in text
+    return (
+        getattr(exc, "sqlstate", None) == "23505"
+        or "UNIQUE constraint" in text
+        or "23505" in text
+        or "duplicate key value violates unique constraint" in text
+    )
 
 
-class TargetError(Exception):
-    """A target that cannot be used; the message is one readable sentence for the user."""
+class TargetError(ConfigError):
+    """A target that cannot be used; the message is one readable sentence for the user.
+
+    A ConfigError (an unusable ``--target``), so a caller that reports configuration errors as one
+    sentence reports this one the same way wherever it is raised (connect or schema check).
+    """
 
 
 @dataclass(frozen=True)
@@ -40,20 +75,49 @@ class TargetURL:
     dialect: Dialect
     url: str  # as given (may hold a password: never print it)
     path: Path | None = None  # SQLite file
+    conninfo: str | None = None  # PostgreSQL: the URI handed to libpq (may hold a password too)
 
     @property
     def redacted(self) -> str:
         return redact(self.url)
 
 
-def redact(url: str) -> str:
-    """The URL with any password replaced, for output, logs and ``etl_runs``."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+# Passwords seen in target URLs (and PGPASSWORD): ``redact`` removes them from any text, e.g. a libpq
+# error that echoes a URI token ('invalid percent-encoded token: "..."').
+_SECRETS: set[str] = set()
+_MIN_SECRET = 3  # shorter "passwords" would blank out ordinary words; the URL forms are still redacted
+
+
+def _remember_secret(secret: str | None) -> None:
+    if secret:
+        for form in {secret, unquote(secret), quote(unquote(secret), safe="")}:
+            if len(form) >= _MIN_SECRET:
+                _SECRETS.add(form)
+
+
+def redact(text: str) -> str:
+    """``text`` with any password replaced by ``***``, for output, logs, ``etl_runs`` and errors.
+
+    Handles URL userinfo (``scheme://user:password@host``, also with an unencoded ``@`` in the
+    password), a ``password=`` parameter (URI query or key/value conninfo), and every password a
+    target URL of this process held.
+    """
+    text = re.sub(r"(://[^:/?#@\s]*):[^\s]*@", r"\1:***@", text)
+    text = re.sub(r"(?i)(\bpassword\s*=\s*)('[^']*'|[^&\s]+)", r"\1***", text)
+    if os.environ.get("PGPASSWORD"):
+        _remember_secret(os.environ["PGPASSWORD"])
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        # Not inside a longer word: a password 'postgres' must not turn 'postgresql://' into '***ql://'.
+        text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(secret)}(?![A-Za-z0-9_])", "***", text)
+    return text
 
 
 def parse_target(url: str) -> TargetURL:
     """Validate a target URL: ``sqlite:///rel.db``, ``sqlite:////abs.db``, ``postgresql://...``."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed [IPv6] host
+        raise TargetError(f"invalid target URL {redact(url)!r}: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme == "sqlite":
         if not url.lower().startswith("sqlite:///") or parts.netloc or len(parts.path) < 2:
@@ -62,13 +126,47 @@ def parse_target(url: str) -> TargetURL:
             )
         return TargetURL("sqlite", url, Path(unquote(parts.path[1:])))
     if scheme in ("postgresql", "postgres"):
-        if not parts.hostname and not parts.path.strip("/"):
-            raise TargetError(f"invalid PostgreSQL URL {redact(url)!r}: use postgresql://user@host:port/database")
-        return TargetURL("postgresql", url)
+        return _parse_pg(url, parts)
     raise TargetError(f"unsupported target {redact(url)!r}: use a sqlite:/// or postgresql:// URL")
 
 
+def _parse_pg(url: str, parts: Any) -> TargetURL:
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    _remember_secret(password if colon else None)
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "password":
+            _remember_secret(value)
+    usage = "use postgresql://user[:password]@host:port/database"
+    if not at and "@" in parts.path:
+        # 'postgresql://u:pa/ss@host/db': libpq would take 'pa' for a port and 'ss@host/db' for the database.
+        raise TargetError(
+            f"invalid PostgreSQL URL {redact(url)!r}: percent-encode '/', '?' and '#' in the password "
+            f"(e.g. %2F), or give it in PGPASSWORD or ~/.pgpass; {usage}"
+        )
+    if not hostport and not parts.path.strip("/"):
+        raise TargetError(f"invalid PostgreSQL URL {redact(url)!r}: {usage}")
+    # libpq splits the userinfo at the first '@' and rejects bad %-escapes: hand it a canonical form.
+    auth = ""
+    if at:
+        auth = quote(unquote(user), safe="") + (":" + quote(unquote(password), safe="") if colon else "") + "@"
+    query = parts.query
+    params = {k for k, _ in parse_qsl(query, keep_blank_values=True)}
+    extra = [f"{k}={v}" for k, v in (("connect_timeout", "10"), ("application_name", "observer-etl")) if k not in params]
+    query = "&".join(([query] if query else []) + extra)
+    conninfo = f"postgresql://{auth}{hostport}{parts.path}" + (f"?{query}" if query else "")
+    return TargetURL("postgresql", url, None, conninfo)
+
+
 _tmp_counter = itertools.count()
+_SCHEMA_LOCK = 0x6F627365  # pg_advisory_xact_lock key: one ensure_schema at a time per database
+
+
+@dataclass(frozen=True)
+class _Col:
+    type: str  # declared type (SQLite) or information_schema data_type (PostgreSQL)
+    not_null: bool
+    has_default: bool
 
 
 class Target:
@@ -88,11 +186,11 @@ class Target:
             else:
                 import adbc_driver_postgresql.dbapi as driver
 
-                self.conn = driver.connect(_pg_uri(target.url), autocommit=True)
+                self.conn = driver.connect(target.conninfo or _pg_uri(target.url), autocommit=True)
         except TargetError:
             raise
         except Exception as exc:  # noqa: BLE001 - driver errors become one sentence
-            raise TargetError(f"cannot connect to {target.redacted}: {_first_line(exc)}") from None
+            raise TargetError(f"cannot connect to {target.redacted}: {_message(exc)}") from None
         self.cur = self.conn.cursor()
         if self.dialect == "sqlite":
             self._exec("PRAGMA journal_mode=WAL")
@@ -100,16 +198,43 @@ class Target:
             self._exec("PRAGMA synchronous=NORMAL")
 
     # -- plumbing ---------------------------------------------------------------------------------
+    @contextmanager
+    def _driver(self) -> Iterator[None]:
+        """Re-raise a driver error as the same class with a one-line, password-free message."""
+        try:
+            yield
+        except adbc_driver_manager.Error as exc:
+            raise _readable(exc, self.dialect) from None
+
     def _exec(self, sql: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
-        self.cur.execute(sql, parameters=params)
+        with self._driver():
+            self.cur.execute(sql, parameters=params)
         try:
             return self.cur.fetchall()
         except Exception:  # noqa: BLE001 - statements without a result set
             return []
 
+    def _ingest(self, name: str, data: pa.Table, *, mode: str, temporary: bool = False) -> None:
+        with self._driver():
+            self.cur.adbc_ingest(name, data, mode=mode, temporary=temporary)
+
     def ph(self, i: int) -> str:
         """The i-th (1-based) bind placeholder."""
         return "?" if self.dialect == "sqlite" else f"${i}"
+
+    def _cast(self, logical: str) -> str:
+        """The cast a text bind parameter needs to compare with or be stored in a column of that type."""
+        if self.dialect == "sqlite":
+            return ""
+        return {"date": "::date", "timestamp": "::timestamptz"}.get(logical, "")
+
+    def _bytewise(self, expr: str, table: Table, col: str) -> str:
+        """``expr`` ordered byte by byte, as Polars (and SQLite) order strings, whatever the server locale."""
+        is_text = next(c.type for c in table.columns if c.name == col) == "text"
+        return f'{expr} COLLATE "C"' if is_text and self.dialect == "postgresql" else expr
+
+    def _tmp_name(self, name: str) -> str:
+        return f"temp.{name}" if self.dialect == "sqlite" else name
 
     def close(self) -> None:
         try:
@@ -123,43 +248,189 @@ class Target:
         self._exec("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
         try:
             yield
+            self._exec("COMMIT")
         except BaseException:
             try:
-                self._exec("ROLLBACK")
+                self.cur.execute("ROLLBACK")
             except Exception:  # noqa: BLE001 - the connection may be gone; the server rolls back
                 pass
             raise
-        self._exec("COMMIT")
 
+    # -- schema -----------------------------------------------------------------------------------
     def ensure_schema(self) -> None:
+        """Create missing tables, migrate older ones, refuse incompatible ones; record the version."""
         with self.transaction():
+            if self.dialect == "postgresql":
+                # Concurrent per-market runs: CREATE TABLE IF NOT EXISTS can race on the catalog.
+                self._exec(f"SELECT 1 FROM pg_advisory_xact_lock({_SCHEMA_LOCK})")
+            self._ensure_table(ETL_SCHEMA)
+            recorded = {str(n): str(v) for n, v in self._exec("SELECT table_name, schema_version FROM etl_schema")}
+            ours = schema_version_tuple(SCHEMA_VERSION)
             for table in ALL_TABLES:
-                for stmt in table.ddl(self.dialect):
-                    self._exec(stmt)
+                version = recorded.get(table.name)
+                if version is not None:
+                    try:
+                        newer = schema_version_tuple(version) > ours
+                    except ValueError:
+                        newer = True
+                    if newer:
+                        raise TargetError(
+                            f"table {table.name} has schema version {version!r} (etl_schema), newer than this "
+                            f"observer-etl's {SCHEMA_VERSION}: upgrade observer-etl"
+                        )
+                self._ensure_table(table)
+                if version != SCHEMA_VERSION:
+                    self._record_version(table.name)
 
-    def _arrow(self, table: Table, df: pl.DataFrame) -> pa.Table:
-        return df.select(table.column_names).to_arrow().cast(table.arrow_schema())
+    def _ensure_table(self, table: Table) -> None:
+        cols = self._columns(table.name)
+        if cols is None:
+            self._exec(table.create_ddl(self.dialect))
+        else:
+            self._check_and_migrate(table, cols)
+        existing = self._indexes(table.name)
+        for idx in table.indexes:
+            if table.index_name(idx) not in existing:
+                self._exec(table.index_ddl(idx))
+
+    def _record_version(self, name: str) -> None:
+        p, now = self.ph, _ts_param(self.dialect, datetime.now(timezone.utc))
+        self._exec(
+            f"INSERT INTO etl_schema (table_name, schema_version, updated_at) "
+            f"VALUES ({p(1)}, {p(2)}, {p(3)}{self._cast('timestamp')}) ON CONFLICT (table_name) DO UPDATE SET "
+            f"schema_version = excluded.schema_version, updated_at = excluded.updated_at",
+            (name, SCHEMA_VERSION, now),
+        )
+
+    def _columns(self, name: str) -> dict[str, _Col] | None:
+        """The table's columns as the database has them, or None if there is no such table."""
+        if self.dialect == "sqlite":
+            rows = self._exec(f"PRAGMA main.table_info({name})")
+            cols = {str(r[1]).lower(): _Col(str(r[2] or ""), bool(r[3]), r[4] is not None) for r in rows}
+        else:
+            rows = self._exec(
+                "SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+                (name,),
+            )
+            cols = {str(r[0]): _Col(str(r[1]), r[2] == "NO", r[3] is not None) for r in rows}
+        return cols or None
+
+    def _primary_key(self, name: str) -> list[str]:
+        if self.dialect == "sqlite":
+            rows = self._exec(f"PRAGMA main.table_info({name})")
+            return [str(r[1]).lower() for r in sorted((r for r in rows if r[5]), key=lambda r: r[5])]
+        rows = self._exec(
+            "SELECT kcu.column_name FROM information_schema.table_constraints tc "
+            "JOIN information_schema.key_column_usage kcu ON kcu.constraint_schema = tc.constraint_schema "
+            "AND kcu.constraint_name = tc.constraint_name AND kcu.table_name = tc.table_name "
+            "WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_schema = current_schema() "
+            "AND tc.table_name = $1 ORDER BY kcu.ordinal_position",
+            (name,),
+        )
+        return [str(r[0]) for r in rows]
+
+    def _indexes(self, name: str) -> set[str]:
+        if self.dialect == "sqlite":
+            return {str(r[1]) for r in self._exec(f"PRAGMA main.index_list({name})")}
+        rows = self._exec(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1", (name,)
+        )
+        return {str(r[0]) for r in rows}
+
+    def _same_type(self, logical: str, found: str) -> bool:
+        if self.dialect == "postgresql":
+            return found == PG_INFO_TYPE[logical]  # type: ignore[index]
+        return _sqlite_affinity(found) == _sqlite_affinity(sql_type("sqlite", logical))  # type: ignore[arg-type]
+
+    def _check_and_migrate(self, table: Table, cols: dict[str, _Col]) -> None:
+        """Add missing nullable columns; raise TargetError for what a migration cannot fix."""
+        where = f"in {self.target.redacted}"
+        pk = self._primary_key(table.name)
+        if sorted(pk) != sorted(table.key):
+            found = f"({', '.join(pk)})" if pk else "none"
+            raise TargetError(
+                f"table {table.name} {where} has primary key {found}, but observer-etl needs "
+                f"({', '.join(table.key)}): it cannot be migrated, drop or rename it"
+            )
+        missing = []
+        for c in table.columns:
+            have = cols.get(c.name)
+            if have is None:
+                if not c.nullable or c.name in table.key:
+                    raise TargetError(
+                        f"table {table.name} {where} lacks the required column {c.name} "
+                        f"({sql_type(self.dialect, c.type)} NOT NULL), which cannot be added to existing rows"
+                    )
+                missing.append(c.name)
+            elif not self._same_type(c.type, have.type):
+                raise TargetError(
+                    f"column {table.name}.{c.name} {where} has type {have.type.upper() or 'none'}, but observer-etl "
+                    f"needs {sql_type(self.dialect, c.type)}: the table cannot be migrated, drop or rename it"
+                )
+            elif have.not_null and c.nullable and c.name not in table.key:  # a default does not stop a NULL
+                raise TargetError(
+                    f"column {table.name}.{c.name} {where} is NOT NULL, but observer-etl writes NULL into it: "
+                    f"drop the constraint (ALTER TABLE {table.name} ALTER COLUMN {c.name} DROP NOT NULL)"
+                )
+        ours = set(table.column_names)
+        for name, have in cols.items():
+            if name not in ours and have.not_null and not have.has_default:
+                raise TargetError(
+                    f"column {table.name}.{name} {where} is NOT NULL without a default, and observer-etl does "
+                    f"not write it: give it a default or drop the constraint"
+                )
+        for name in missing:
+            self._exec(f"ALTER TABLE {table.name} ADD COLUMN {table.column_ddl(self.dialect, name)}")
 
     # -- data -------------------------------------------------------------------------------------
+    def _arrow(self, table: Table, df: pl.DataFrame) -> pa.Table:
+        df = df.select(table.column_names)
+        if self.dialect == "postgresql":
+            # PostgreSQL text cannot hold NUL (0x00): keep the rest of the value, e.g. a reject's raw line.
+            nul = [
+                c.name
+                for c in table.columns
+                if c.type == "text" and bool(df[c.name].str.contains("\x00", literal=True).any())
+            ]
+            if nul:
+                df = df.with_columns(pl.col(nul).str.replace_all("\x00", "\ufffd", literal=True))
+        return df.to_arrow().cast(table.arrow_schema())
+
     def append(self, table: Table, df: pl.DataFrame) -> int:
         """Bulk-ingest rows known to be new (raises on a key conflict)."""
         if df.height == 0:
             return 0
-        self.cur.adbc_ingest(table.name, self._arrow(table, df), mode="append")
+        self._ingest(table.name, self._arrow(table, df), mode="append")
         return df.height
+
+    def delete_keys(self, table: Table, keys: pl.DataFrame) -> int:
+        """Delete rows by primary key (a tick whose winning copy moved its key)."""
+        if keys.height == 0:
+            return 0
+        tmp = f"etl_tmp_del_{table.name}_{next(_tmp_counter)}"
+        arrow = keys.select(table.key).to_arrow().cast(table.arrow_schema(list(table.key)))
+        self._ingest(tmp, arrow, mode="create", temporary=True)
+        src = self._tmp_name(tmp)
+        on = " AND ".join(f"{self._bytewise(f's.{k}', table, k)} = {table.name}.{k}" for k in table.key)
+        self._exec(f"DELETE FROM {table.name} WHERE EXISTS (SELECT 1 FROM {src} s WHERE {on})")
+        deleted = self._changes()
+        self._exec(f"DROP TABLE {src}")
+        return deleted
 
     def upsert(self, table: Table, df: pl.DataFrame) -> tuple[int, int]:
         """Insert or replace rows by key: (inserted, updated).
 
         A row replaces the loaded one only if it wins the key (smaller winner order), or if it is the
         same copy with a changed value (a recomputed tick_volume); replaying a delta changes nothing.
+        The rows must have distinct keys (PostgreSQL refuses to update one row twice in a statement).
         """
         if df.height == 0:
             return 0, 0
         tmp = f"etl_tmp_{table.name}_{next(_tmp_counter)}"
-        self.cur.adbc_ingest(tmp, self._arrow(table, df), mode="create", temporary=True)
-        src = f"temp.{tmp}" if self.dialect == "sqlite" else tmp
-        on = " AND ".join(f"s.{k} = t.{k}" for k in table.key)
+        self._ingest(tmp, self._arrow(table, df), mode="create", temporary=True)
+        src = self._tmp_name(tmp)
+        on = " AND ".join(f"{self._bytewise(f's.{k}', table, k)} = t.{k}" for k in table.key)
         existing = int(self._exec(f"SELECT count(*) FROM {src} s JOIN {table.name} t ON {on}")[0][0])
         cols = ", ".join(table.column_names)
         sets = ", ".join(f"{c} = excluded.{c}" for c in table.value_columns)
@@ -167,8 +438,8 @@ class Target:
         differs = " OR ".join(f"excluded.{c} IS DISTINCT FROM {table.name}.{c}" for c in compared)
         guard = f" WHERE {differs}"
         if table.winner_order:
-            new = ", ".join(f"excluded.{c}" for c in table.winner_order)
-            old = ", ".join(f"{table.name}.{c}" for c in table.winner_order)
+            new = ", ".join(self._bytewise(f"excluded.{c}", table, c) for c in table.winner_order)
+            old = ", ".join(self._bytewise(f"{table.name}.{c}", table, c) for c in table.winner_order)
             guard = f" WHERE ({new}) < ({old}) OR (({new}) = ({old}) AND ({differs}))"
         self._exec(
             f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {src} WHERE true "
@@ -180,6 +451,7 @@ class Target:
         return inserted, changed - inserted
 
     def _changes(self) -> int:
+        """Rows the last INSERT/UPDATE/DELETE affected (without bind parameters on PostgreSQL)."""
         if self.dialect == "sqlite":
             return int(self._exec("SELECT changes()")[0][0])
         return int(self.cur.rowcount)
@@ -187,8 +459,7 @@ class Target:
     def replace_partition(self, table: Table, market: str, day: date, df: pl.DataFrame) -> tuple[int, int]:
         """Replace one (market, date) of a table wholesale: (rows before, rows after)."""
         date_col = table.partition_by[1]
-        cast = "" if self.dialect == "sqlite" else "::date"
-        where = f"market = {self.ph(1)} AND {date_col} = {self.ph(2)}{cast}"
+        where = f"market = {self.ph(1)} AND {date_col} = {self.ph(2)}{self._cast('date')}"
         before = int(self._exec(f"SELECT count(*) FROM {table.name} WHERE {where}", (market, day.isoformat()))[0][0])
         self._exec(f"DELETE FROM {table.name} WHERE {where}", (market, day.isoformat()))
         self.append(table, df)
@@ -203,15 +474,13 @@ class Target:
             return
         tmp = f"etl_tmp_wm_{next(_tmp_counter)}"
         t = ETL_WATERMARK
-        self.cur.adbc_ingest(tmp, self._arrow(t, df), mode="create", temporary=True)
-        src = f"temp.{tmp}" if self.dialect == "sqlite" else tmp
+        self._ingest(tmp, self._arrow(t, df), mode="create", temporary=True)
+        src = self._tmp_name(tmp)
         cols = ", ".join(t.column_names)
 
         def newer(c: str) -> str:
-            return (
-                f"CASE WHEN {t.name}.{c} IS NULL OR excluded.{c} > {t.name}.{c} "
-                f"THEN excluded.{c} ELSE {t.name}.{c} END"
-            )
+            new, old = self._bytewise(f"excluded.{c}", t, c), self._bytewise(f"{t.name}.{c}", t, c)
+            return f"CASE WHEN {t.name}.{c} IS NULL OR {new} > {old} THEN excluded.{c} ELSE {t.name}.{c} END"
 
         self._exec(
             f"INSERT INTO {t.name} ({cols}) SELECT {cols} FROM {src} WHERE true "
@@ -227,8 +496,8 @@ class Target:
         row = pl.DataFrame(
             {
                 "run_id": [run_id], "started_at": [started_at], "finished_at": [None], "status": ["running"],
-                "market_scope": [scope], "source": [source], "commits": [0], "lines_read": [0], "loaded": [0],
-                "duplicates": [0], "rejected": [0], "held_back": [0], "summary_json": [None],
+                "market_scope": [scope], "source": [redact(source)], "commits": [0], "lines_read": [0],
+                "loaded": [0], "duplicates": [0], "rejected": [0], "held_back": [0], "summary_json": [None],
             },
             schema=ETL_RUNS.polars_schema(),
         )
@@ -257,26 +526,42 @@ class Target:
         p = self.ph
         with self.transaction():
             self._exec(
-                f"UPDATE etl_runs SET status = {p(1)}, finished_at = {p(2)}, lines_read = {p(3)}, loaded = {p(4)}, "
-                f"duplicates = {p(5)}, rejected = {p(6)}, held_back = {p(7)}, summary_json = {p(8)} "
-                f"WHERE run_id = {p(9)}",
+                f"UPDATE etl_runs SET status = {p(1)}, finished_at = {p(2)}{self._cast('timestamp')}, "
+                f"lines_read = {p(3)}, loaded = {p(4)}, duplicates = {p(5)}, rejected = {p(6)}, held_back = {p(7)}, "
+                f"summary_json = {p(8)} WHERE run_id = {p(9)}",
                 (
                     status, _ts_param(self.dialect, datetime.now(timezone.utc)), counts["lines_read"],
                     counts["loaded"], counts["duplicates"], counts["rejected"], counts["held_back"],
-                    summary_json, run_id,
+                    redact(summary_json), run_id,
                 ),
             )
 
     # -- reading back (status, tests) --------------------------------------------------------------
     def read_table(self, name: str, order_by: str | None = None) -> pl.DataFrame:
-        self.cur.execute(f"SELECT * FROM {name}" + (f" ORDER BY {order_by}" if order_by else ""))
-        return pl.from_arrow(self.cur.fetch_arrow_table())  # type: ignore[return-value]
+        with self._driver():
+            self.cur.execute(f"SELECT * FROM {name}" + (f" ORDER BY {order_by}" if order_by else ""))
+            return pl.from_arrow(self.cur.fetch_arrow_table())  # type: ignore[return-value]
 
     def count(self, name: str) -> int:
         return int(self._exec(f"SELECT count(*) FROM {name}")[0][0])
 
 
+def _sqlite_affinity(declared: str) -> str:
+    """SQLite's type affinity of a declared column type (https://sqlite.org/datatype3.html, 3.1)."""
+    t = declared.upper()
+    if "INT" in t:
+        return "INTEGER"
+    if any(s in t for s in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if not t or "BLOB" in t:
+        return "BLOB"
+    if any(s in t for s in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
 def _ts_param(dialect: Dialect, ts: datetime) -> str:
+    """A timestamp bind parameter: naive UTC ISO text on SQLite, ISO with offset (cast) on PostgreSQL."""
     if dialect == "sqlite":
         return ts.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds")
     return ts.isoformat()
@@ -286,6 +571,46 @@ def _pg_uri(url: str) -> str:
     return "postgresql://" + url.split("://", 1)[1] if url.startswith("postgres://") else url
 
 
+# Driver/libpq wrapping around the message proper, e.g. 'IO: [libpq] Failed to execute COPY statement:
+# PGRES_FATAL_ERROR ERROR:  duplicate key ...' or 'INTERNAL: failed to execute: UNIQUE constraint failed'.
+_NOISE = re.compile(
+    r"^(?:[A-Z_]+: |\[libpq\] ?|[Ff]ailed to [^:]*(?::|$) ?|could not begin COPY: |PGRES_[A-Z_]+ |"
+    r"(?:ERROR|FATAL|PANIC):\s+)"
+)
+_CONNECTION_LOST = re.compile(
+    r"terminating connection|server closed the connection|no connection to the server|connection to server was lost|"
+    r"could not receive data from server|could not send data to server|SSL SYSCALL error|unexpected EOF",
+    re.IGNORECASE,
+)
+
+
+def _message(exc: BaseException) -> str:
+    """A driver error as one readable line: the server's or library's own words, without the plumbing."""
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if not line or re.match(r"(?i)^(query was|detail|context|hint):", line):
+            continue
+        while (stripped := _NOISE.sub("", line, count=1)) != line:
+            line = stripped.strip()
+        line = re.sub(r"\b(?:ERROR|FATAL|PANIC):\s+", "", line)  # libpq's severity inside the line
+        line = re.sub(r"\.? ?SQLSTATE: [0-9A-Z]{5}$", "", line).strip()
+        if line:
+            return redact(line)
+    return type(exc).__name__
+
+
+def _readable(exc: adbc_driver_manager.Error, dialect: Dialect) -> adbc_driver_manager.Error:
+    msg = _message(exc)
+    if dialect == "postgresql" and _CONNECTION_LOST.search(str(exc)):
+        msg = f"lost the connection to the PostgreSQL server ({msg})"
+    try:
+        new = type(exc)(
+            msg, status_code=exc.status_code, vendor_code=exc.vendor_code, sqlstate=exc.sqlstate, details=exc.details
+        )
+    except Exception:  # noqa: BLE001 - keep the original if its class cannot be rebuilt
+        return exc
+    return new
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return redact(text[0]) if text else type(exc).__name__
+    return _message(exc)

@@ -171,6 +171,7 @@ def normalize_scalp(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
         event_time=pl.when(et.is_not_null())
         .then(exchange_kst.dt.convert_time_zone("UTC"))
         .otherwise(pl.col("recv_time").dt.truncate("1s")),
+        time_source=pl.when(et.is_not_null()).then(pl.lit("exchange")).otherwise(pl.lit("receive")),
     )
     df = _assign_market(df, ctx, record_market=None)
     df = df.with_columns(

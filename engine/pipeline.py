@@ -207,6 +207,8 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
             summary.status = "succeeded"
             summary.seconds = time.perf_counter() - t0
             target.finish_run(run_id, "succeeded", summary.counts, json.dumps(summary.to_dict()))
+    except TargetError as exc:  # e.g. an existing table that this schema cannot be migrated to
+        raise EtlError(str(exc)) from None
     except adbc_driver_manager.Error as exc:
         raise EtlError(f"the target database {target_url.redacted} failed: {_one_line(exc)}") from None
     finally:
@@ -410,7 +412,12 @@ class _Runner:
         self.summary.universe["symbols_loaded"] += result.height
         day = result["date"][0] if result.height else f.file_date
         wm = watermark_rows(
-            result.with_columns(ts=pl.col("generated_at").fill_null(self.ctx.etl_timestamp)),
+            # Simplified universe files have no generated_at: their date (00:00 KST) stands in, never the clock.
+            result.with_columns(
+                ts=pl.col("generated_at").fill_null(
+                    pl.col("date").cast(pl.Datetime("us")).dt.replace_time_zone("Asia/Seoul").dt.convert_time_zone("UTC")
+                )
+            ),
             "universe", "ts", self.summary.run_id, self.ctx.etl_timestamp,
         )
         self._commit([], pl.DataFrame(schema=ETL_REJECTS.polars_schema()), wm, [row], universe=(day, result))
@@ -489,6 +496,7 @@ class _Runner:
                     ins, upd = self.target.upsert(d.table, d.inserts)
                     c["inserted"] += ins
                     c["updated"] += upd
+                self.target.delete_keys(d.table, d.deletes)
                 ins, upd = self.target.upsert(d.table, d.updates)
                 c["inserted"] += ins
                 c["updated"] += upd

@@ -12,6 +12,9 @@ from typing import Literal
 import polars as pl
 import pyarrow as pa
 
+# The version of the table definitions below, recorded per table in ``etl_schema`` by the loader. Bump the
+# minor part when a nullable column is added (older tables are migrated in place with ADD COLUMN), the
+# major part for anything an existing table cannot be migrated to.
 SCHEMA_VERSION = "1.0"
 
 Logical = Literal["text", "int64", "float64", "date", "timestamp"]
@@ -30,6 +33,14 @@ _POLARS: dict[Logical, pl.DataType] = {
     "float64": pl.Float64(),
     "date": pl.Date(),
     "timestamp": pl.Datetime("us", "UTC"),
+}
+# What PostgreSQL's information_schema.columns.data_type reports for each logical type (schema checks).
+PG_INFO_TYPE: dict[Logical, str] = {
+    "text": "text",
+    "int64": "bigint",
+    "float64": "double precision",
+    "date": "date",
+    "timestamp": "timestamp with time zone",
 }
 # SQLite through ADBC stores dates as ISO text and timestamps as ISO-8601 UTC text without a zone.
 _SQL: dict[Dialect, dict[Logical, str]] = {
@@ -89,22 +100,37 @@ class Table:
         names = columns if columns is not None else self.column_names
         return pl.Schema({n: _POLARS[cols[n].type] for n in names})
 
+    def column_ddl(self, dialect: Dialect, name: str) -> str:
+        """One column's definition (for CREATE TABLE and for ALTER TABLE ... ADD COLUMN)."""
+        c = {c.name: c for c in self.columns}[name]
+        text_key = dialect == "postgresql" and c.type == "text" and c.name in self.key
+        null = "" if c.nullable and c.name not in self.key else " NOT NULL"
+        collate = ' COLLATE "C"' if text_key else ""
+        return f"{c.name} {sql_type(dialect, c.type)}{collate}{null}"
+
+    def create_ddl(self, dialect: Dialect) -> str:
+        cols = [self.column_ddl(dialect, c.name) for c in self.columns]
+        cols.append(f"PRIMARY KEY ({', '.join(self.key)})")
+        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  " + ",\n  ".join(cols) + "\n)"
+
+    def index_name(self, idx: tuple[str, ...]) -> str:
+        return f"ix_{self.name}_{'_'.join(idx)}"
+
+    def index_ddl(self, idx: tuple[str, ...]) -> str:
+        return f"CREATE INDEX IF NOT EXISTS {self.index_name(idx)} ON {self.name} ({', '.join(idx)})"
+
     def ddl(self, dialect: Dialect) -> list[str]:
         """CREATE statements for this table and its indexes, idempotent (IF NOT EXISTS)."""
-        types = _SQL[dialect]
-        collate = ' COLLATE "C"' if dialect == "postgresql" else ""
-        cols = []
-        for c in self.columns:
-            text_key = c.type == "text" and c.name in self.key
-            null = "" if c.nullable and c.name not in self.key else " NOT NULL"
-            cols.append(f"{c.name} {types[c.type]}{collate if text_key else ''}{null}")
-        cols.append(f"PRIMARY KEY ({', '.join(self.key)})")
-        stmts = [f"CREATE TABLE IF NOT EXISTS {self.name} (\n  " + ",\n  ".join(cols) + "\n)"]
-        for idx in self.indexes:
-            stmts.append(
-                f"CREATE INDEX IF NOT EXISTS ix_{self.name}_{'_'.join(idx)} ON {self.name} ({', '.join(idx)})"
-            )
-        return stmts
+        return [self.create_ddl(dialect), *(self.index_ddl(idx) for idx in self.indexes)]
+
+
+def sql_type(dialect: Dialect, logical: Logical) -> str:
+    return _SQL[dialect][logical]
+
+
+def schema_version_tuple(version: str) -> tuple[int, ...]:
+    """``"1.2"`` -> ``(1, 2)``; raises ValueError for anything else."""
+    return tuple(int(p) for p in version.strip().split("."))
 
 
 def _meta(session: bool = True) -> tuple[Column, ...]:
@@ -129,6 +155,9 @@ SCALP_TICKS = Table(
         Column("trade_date", "date", False),
         Column("event_time", "timestamp", False),
         Column("acc_volume", "int64", False),
+        # 'exchange': event_time is the exchange's execution_time; 'receive': none was written (v0 lines, a
+        # null execution_time), so event_time is the winning copy's receive time truncated to the second.
+        Column("time_source", "text", False),
         Column("recv_time", "timestamp", False),
         Column("price", "int64", False),
         Column("day_open", "int64"),
@@ -233,6 +262,17 @@ ETL_RUNS = Table(
         Column("summary_json", "text"),
     ),
     key=("run_id",),
+)
+
+# The schema version each table was created or last migrated with (written by the loader's ensure_schema).
+ETL_SCHEMA = Table(
+    name="etl_schema",
+    columns=(
+        Column("table_name", "text", False),
+        Column("schema_version", "text", False),
+        Column("updated_at", "timestamp", False),
+    ),
+    key=("table_name",),
 )
 
 DATA_TABLES: tuple[Table, ...] = (SCALP_TICKS, SWING_SNAPSHOTS, MARKET_UNIVERSE)

@@ -35,6 +35,7 @@ def total_bytes(pieces: list[Piece]) -> int:
 
 def materialize(dest: Path, pieces: list[Piece], cut: int) -> None:
     """The archive as it was when ``cut`` bytes of the timeline had been written."""
+    dest.mkdir(parents=True, exist_ok=True)
     for p in pieces:
         if p.start >= cut:
             continue

@@ -233,3 +233,18 @@ def test_database_ahead_of_a_reset_staging(tmp_path: Path, target_url: str) -> N
     assert any("upserting" in w for w in s["warnings"])
     assert s["tables"]["scalp_ticks"]["inserted"] == 0
     assert db_snapshot(target_url) == before
+
+
+def test_tick_without_exchange_time_moves_to_its_first_receipt(tmp_path: Path, target_url: str) -> None:
+    """No execution_time: the trade is (symbol, date, acc_volume); its event_time is the first receipt."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    write_lines(src / SCALP, [tick(ts="2026-01-30T13:05:17.4+09:00", execution_time=None, acc=500, session="observer-B")])
+    write_lines(src / "assets/scalp/20260130_14.jsonl", [tick(ts="2026-01-30T14:00:09+09:00", execution_time=None, acc=500, session="observer-C")])
+    s1 = run(src, target_url, stg).to_dict()
+    assert (s1["loaded"], s1["duplicates"]) == (1, 1)
+    write_lines(src / "assets/scalp/20260130_15.jsonl", [tick(ts="2026-01-30T13:05:12.1+09:00", execution_time=None, acc=500, session="observer-A")])
+    s2 = run(src, target_url, stg).to_dict()
+    assert (s2["loaded"], s2["duplicates"]) == (1, 0)
+    got = rows(target_url, "SELECT event_time, time_source, session_id FROM scalp_ticks")
+    assert len(got) == 1 and got[0][1:] == ("receive", "observer-A")
+    assert str(got[0][0]).replace(" ", "T").startswith("2026-01-30T04:05:12")

@@ -2,39 +2,36 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import polars as pl
 
+from engine.load import Target, parse_target
 from tests.support import REPO, db_snapshot, run, staged_snapshot
 
 
-def security_master(root: Path, path: Path) -> Path:
-    """Every symbol of the archive assigned to KOSPI or KOSDAQ, alternately."""
-    symbols = (
-        pl.scan_ndjson(sorted(root.glob("assets/**/*.jsonl")), schema={"symbol": pl.String}, ignore_errors=True)
-        .select(pl.col("symbol").drop_nulls().unique())
-        .collect()["symbol"]
-        .sort()
-    )
-    universe = set()
-    for f in root.glob("universe/*.json"):
-        try:
-            universe |= {s for s in json.loads(f.read_text())["symbols"] if isinstance(s, str)}
-        except (ValueError, KeyError, TypeError):
-            pass
-    allsyms = sorted(set(symbols.to_list()) | universe)
-    markets = ["KOSPI" if i % 2 == 0 else "KOSDAQ" for i in range(len(allsyms))]
-    pl.DataFrame({"symbol": allsyms, "market": markets}).filter(pl.col("symbol").str.contains(r"^[0-9A-Z]{6}$")).write_csv(path)
+def security_master(root: Path, work: Path) -> Path:
+    """Every symbol a plain run loads, assigned to KOSPI or KOSDAQ alternately."""
+    url = f"sqlite:///{work / 'symbols.db'}"
+    run(root, url, work / "symbols-stg")
+    t = Target(parse_target(url))
+    try:
+        symbols = sorted(
+            {r[0] for name in ("scalp_ticks", "swing_snapshots", "market_universe") for r in t._exec(f"SELECT DISTINCT symbol FROM {name}")}
+        )
+    finally:
+        t.close()
+    path = work / "master.csv"
+    markets = ["KOSPI" if i % 2 == 0 else "KOSDAQ" for i in range(len(symbols))]
+    pl.DataFrame({"symbol": symbols, "market": markets}).write_csv(path)
     return path
 
 
 def test_two_markets_at_once_equal_one_full_run(generated, target_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root, _ = generated
-    master = security_master(root, tmp_path / "master.csv")
+    master = security_master(root, tmp_path)
     ref_url = target_url
     run(root, ref_url, tmp_path / "ref-stg", security_master=master)
     want_db, want_staged = db_snapshot(ref_url), staged_snapshot(tmp_path / "ref-stg")
