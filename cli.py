@@ -50,14 +50,17 @@ class _RichProgress:
 def _render(summary: RunSummary) -> None:
     out = Console()
     d = summary.to_dict()
-    t = Table(title=f"observer etl · run {d['run_id']} · {d['status']} in {d['seconds']:.2f}s", title_justify="left")
+    out.print(f"[bold]observer etl[/] · run {d['run_id']} · {d['status']} in {d['seconds']:.2f}s", highlight=False)
+    files = ", ".join(f"{n} {k}" for k, n in d["files"].items() if n)
+    out.print(f"files: {files or 'none'}", highlight=False)
+    t = Table()
     for col in ("kind", "lines read", "loaded", "duplicates", "rejected", "held back"):
         t.add_column(col, justify="right" if col != "kind" else "left")
     for kind, c in d["kinds"].items():
         t.add_row(kind, *(f"{c[k]:,}" for k in ("lines_read", "loaded", "duplicates", "rejected", "held_back")))
     t.add_row("[bold]total", *(f"[bold]{d[k]:,}" for k in ("lines_read", "loaded", "duplicates", "rejected", "held_back")))
     out.print(t)
-    tt = Table(title="tables", title_justify="left")
+    tt = Table()
     for col in ("table", "inserted", "updated", "deleted"):
         tt.add_column(col, justify="right" if col != "table" else "left")
     for name, c in d["tables"].items():
