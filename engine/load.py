@@ -196,6 +196,7 @@ class Target:
             self._exec("PRAGMA journal_mode=WAL")
             self._exec(f"PRAGMA busy_timeout={busy_timeout_ms}")
             self._exec("PRAGMA synchronous=NORMAL")
+            self._exec("PRAGMA cache_size=-262144")  # 256 MiB of page cache: keyed inserts touch many pages
 
     # -- plumbing ---------------------------------------------------------------------------------
     @contextmanager
@@ -465,8 +466,12 @@ class Target:
         self.append(table, df)
         return before, df.height
 
-    def upsert_rejects(self, df: pl.DataFrame) -> None:
-        self.upsert(ETL_REJECTS, df)
+    def write_rejects(self, df: pl.DataFrame, known_new: bool) -> None:
+        """Rejects of lines read for the first time are appended; a re-read file's replace the old ones."""
+        if known_new:
+            self.append(ETL_REJECTS, df)
+        else:
+            self.upsert(ETL_REJECTS, df)
 
     def advance_watermark(self, df: pl.DataFrame) -> None:
         """Move (source_type, market) watermarks forward, never back."""

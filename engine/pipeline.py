@@ -13,6 +13,7 @@ import os
 import secrets
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -121,6 +122,22 @@ class _Read:
     start: int
     first_line: int
     restart: bool
+
+
+@dataclass
+class _Prepared:
+    """One unit extracted and normalized, ready for dedup and load."""
+
+    unit: list[_Read]
+    kind: Kind
+    ranges: dict[str, scan.ByteRange]
+    files: list[tuple[scan.ArchiveFile, scan.ByteRange, int, int]]  # file, range, bytes and lines consumed
+    rows: pl.DataFrame | None
+    decode_rejects: pl.DataFrame
+    bad: pl.DataFrame | None  # validation rejects
+    held_back: int
+    lines_in_unit: int
+    timings: Counter
 
 
 @contextmanager
@@ -277,23 +294,32 @@ class _Runner:
         units: dict[tuple[date, str], list[_Read]] = defaultdict(list)
         for r in reads:
             units[(r.file.file_date, r.file.kind.value)].append(r)
-        for key in sorted(units):
-            self._commit_lines(units[key], newest)
+        ordered = [units[k] for k in sorted(units)]
+        # Reading, decoding and normalizing the next unit needs no shared state: it runs on the second
+        # core while this unit is deduplicated, staged and loaded (Polars and ADBC release the GIL).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
+            ahead = pool.submit(self._prepare, ordered[0], newest) if ordered else None
+            for i in range(len(ordered)):
+                assert ahead is not None
+                prepared = ahead.result()
+                ahead = pool.submit(self._prepare, ordered[i + 1], newest) if i + 1 < len(ordered) else None
+                self._finish(prepared)
         for doc in sorted(docs, key=lambda f: (f.file_date, f.rel)):
             self._commit_universe(doc)
 
     # -- JSONL units ------------------------------------------------------------------------------
-    def _commit_lines(self, unit: list[_Read], newest: set[str]) -> None:
+    def _prepare(self, unit: list[_Read], newest: set[str]) -> _Prepared:
+        """Extract and normalize one unit; pure (touches no staged, manifest or database state)."""
         kind = unit[0].file.kind
-        table = TABLE_OF[kind]
-        counts = self.summary.kinds[kind.value]
-        raws, rejects, manifest_rows, ranges = [], [], [], {}
-        lines_in_unit = 0
+        timings: Counter = Counter()
+        raws, rejects, files, ranges = [], [], [], {}
+        held_back = lines_in_unit = 0
         for r in unit:
-            with _timed(self.summary, "scan"):
-                rng = scan.read_new_bytes(r.file, r.start, r.first_line, r.file.rel in newest)
-                ranges[r.file.rel] = rng
-                dec = scan.decode(rng)
+            t = time.perf_counter()
+            rng = scan.read_new_bytes(r.file, r.start, r.first_line, r.file.rel in newest)
+            ranges[r.file.rel] = rng
+            dec = scan.decode(rng)
+            timings["scan"] += time.perf_counter() - t
             lit = dict(source_file=pl.lit(r.file.rel), source_line=pl.col("line_idx") + r.first_line)
             raws.append(dec.rows.with_columns(**lit).drop("line_idx"))
             rejects.append(dec.rejects.with_columns(**lit))
@@ -307,16 +333,28 @@ class _Runner:
                 )
                 consumed, lines = consumed + len(rng.tail), lines + 1
             elif rng.tail:
-                counts.held_back += 1
+                held_back += 1
             lines_in_unit += lines - (r.first_line - 1)
-            manifest_rows.append(self._manifest_row(r.file, rng, consumed, lines))
-        if lines_in_unit == 0:
-            return  # only held-back tails: nothing to commit, the manifest already says where to resume
-        with _timed(self.summary, "normalize"):
+            files.append((r.file, rng, consumed, lines))
+        rows = bad = None
+        if lines_in_unit:
+            t = time.perf_counter()
             raw = pl.concat(raws, how="vertical_relaxed")
             rows, bad = normalize.NORMALIZERS[kind](raw.lazy(), self.ctx)
+            timings["normalize"] += time.perf_counter() - t
         decode_rejects = pl.concat(rejects).select("source_file", "source_line", "reason")
-        all_rejects = pl.concat([decode_rejects, bad])
+        return _Prepared(unit, kind, ranges, files, rows, decode_rejects, bad, held_back, lines_in_unit, timings)
+
+    def _finish(self, p: _Prepared) -> None:
+        """Deduplicate, account, stage and load one prepared unit."""
+        self.summary.stages.update(p.timings)
+        counts = self.summary.kinds[p.kind.value]
+        counts.held_back += p.held_back
+        if p.lines_in_unit == 0 or p.rows is None or p.bad is None:
+            return  # only held-back tails: nothing to commit, the manifest already says where to resume
+        table = TABLE_OF[p.kind]
+        rows = p.rows
+        all_rejects = pl.concat([p.decode_rejects, p.bad])
         rows_in_scope_before = rows.height
         if self.opts.market is not None:
             rows = rows.filter(pl.col("market") == self.opts.market)
@@ -336,15 +374,16 @@ class _Runner:
         for reason, n in all_rejects.group_by("reason").len().iter_rows():
             self.summary.reasons[reason] += n
         other = rows_in_scope_before - rows.height
-        if all_rejects.height + loaded + dups + other != lines_in_unit:
-            raise AssertionError(f"line accounting broke in {unit[0].file.rel}: this is a bug, please report it")
-        reject_rows = self._reject_rows(all_rejects, ranges, kind.value)
+        if all_rejects.height + loaded + dups + other != p.lines_in_unit:
+            raise AssertionError(f"line accounting broke in {p.unit[0].file.rel}: this is a bug, please report it")
+        reject_rows = self._reject_rows(all_rejects, p.ranges, p.kind.value)
         wm = watermark_rows(
             pl.concat([d.inserts for d in deltas] + [d.updates for d in deltas]) if deltas else rows.clear(),
-            table.source_type or kind.value, TIME_COL[kind], self.summary.run_id, self.ctx.etl_timestamp,
+            table.source_type or p.kind.value, TIME_COL[p.kind], self.summary.run_id, self.ctx.etl_timestamp,
         )
-        self._commit(deltas, reject_rows, wm, manifest_rows, universe=None)
-        self.progress.advance(len(unit), sum(len(r.data) for r in ranges.values()), lines_in_unit, loaded)
+        manifest_rows = [self._manifest_row(f, rng, consumed, lines) for f, rng, consumed, lines in p.files]
+        self._commit(deltas, reject_rows, wm, manifest_rows, universe=None, rereads=any(r.restart for r in p.unit))
+        self.progress.advance(len(p.unit), sum(len(r.data) for r in p.ranges.values()), p.lines_in_unit, loaded)
 
     def _manifest_row(self, f: scan.ArchiveFile, rng: scan.ByteRange, consumed: int, lines: int) -> dict[str, Any]:
         fp_len = min(consumed, scan.FINGERPRINT_BYTES)
@@ -431,7 +470,9 @@ class _Runner:
         wm: pl.DataFrame | None,
         manifest_rows: list[dict[str, Any]],
         universe: tuple[date, pl.DataFrame] | None,
+        rereads: bool = False,
     ) -> None:
+        """Stage, load and record one unit (see staging.manifest for the order and recovery)."""
         self.seq += 1
         commit = manifest.PendingCommit(self.summary.run_id, self.seq)
         writes: list[tuple[Table, str, date, pl.DataFrame]] = []
@@ -471,21 +512,21 @@ class _Runner:
             _crash_point("pending_written", self.seq)
         with _timed(self.summary, "load"):
             try:
-                self._load(deltas, rejects, wm, uni_markets, universe, use_append=True)
+                self._load(deltas, rejects, wm, uni_markets, universe, use_append=True, rereads=rereads)
             except adbc_driver_manager.Error as exc:
                 if not is_key_conflict(exc):
                     raise
                 self.summary.warnings.append(
                     "the database already held rows the staging did not know (staging reset?): upserting instead"
                 )
-                self._load(deltas, rejects, wm, uni_markets, universe, use_append=False)
+                self._load(deltas, rejects, wm, uni_markets, universe, use_append=False, rereads=True)
         _crash_point("db_committed", self.seq)
         with _timed(self.summary, "stage"):
             manifest.promote(self.staging, self.opts.scope, commit)
         self.summary.commits = self.seq
         _crash_point("promoted", self.seq)
 
-    def _load(self, deltas, rejects, wm, uni_markets, universe, use_append: bool) -> None:  # type: ignore[no-untyped-def]
+    def _load(self, deltas, rejects, wm, uni_markets, universe, use_append: bool, rereads: bool) -> None:  # type: ignore[no-untyped-def]
         tables = defaultdict(Counter)
         with self.target.transaction():
             for d in deltas:
@@ -506,7 +547,7 @@ class _Runner:
                     before, after = self.target.replace_partition(MARKET_UNIVERSE, m, day, part)
                     tables[MARKET_UNIVERSE.name]["inserted"] += after
                     tables[MARKET_UNIVERSE.name]["deleted"] += before
-            self.target.upsert_rejects(rejects)
+            self.target.write_rejects(rejects, known_new=not rereads)
             if wm is not None:
                 self.target.advance_watermark(wm)
             self.target.mark_commit(self.summary.run_id, self.seq, self.summary.counts)

@@ -111,7 +111,9 @@ class Table:
     def create_ddl(self, dialect: Dialect) -> str:
         cols = [self.column_ddl(dialect, c.name) for c in self.columns]
         cols.append(f"PRIMARY KEY ({', '.join(self.key)})")
-        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  " + ",\n  ".join(cols) + "\n)"
+        # SQLite: cluster rows on the key instead of a rowid table plus a key index (half the B-tree writes).
+        clustered = " WITHOUT ROWID" if dialect == "sqlite" else ""
+        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  " + ",\n  ".join(cols) + f"\n){clustered}"
 
     def index_name(self, idx: tuple[str, ...]) -> str:
         return f"ix_{self.name}_{'_'.join(idx)}"
@@ -171,7 +173,7 @@ SCALP_TICKS = Table(
         *_meta(),
     ),
     key=("symbol", "trade_date", "event_time", "acc_volume"),
-    indexes=(("symbol", "event_time"), ("event_time",)),
+    indexes=(("event_time",),),  # symbol + time queries use the key (symbol, trade_date, event_time, ...)
     winner_order=("recv_time", "source_file", "source_line"),
     partition_by=("market", "trade_date"),
     source_type="scalp",
@@ -194,7 +196,7 @@ SWING_SNAPSHOTS = Table(
         *_meta(),
     ),
     key=("symbol", "snap_time"),
-    indexes=(("snap_time",), ("trade_date", "symbol")),
+    indexes=(("snap_time",), ("trade_date", "symbol")),  # the key serves symbol + time
     winner_order=("snap_time", "source_file", "source_line"),
     partition_by=("market", "trade_date"),
     source_type="swing",
