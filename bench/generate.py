@@ -33,20 +33,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-# Reject reasons in the order of precedence an ETL applies (the first that matches is reported).
-REASONS: tuple[str, ...] = (
-    "invalid_json",
-    "not_an_object",
-    "bad_field_type",
-    "test_row",
-    "corrupt_parser_window",
-    "missing_field",
-    "bad_symbol",
-    "bad_timestamp",
-    "bad_price",
-    "bad_volume",
-    "truncated_line",
-)
+from schemas.records import REJECT_REASONS
+
+# Reject reasons of JSONL lines, in precedence order: the one vocabulary of schemas.records.
+REASONS: tuple[str, ...] = tuple(r for r in REJECT_REASONS if r != "bad_universe_file")
 
 V0_LAST_DAY = date(2026, 1, 24)  # K1 v0 shape up to and including this KST date
 SWING_KST_FROM = date(2026, 1, 26)  # K2 ts as KST +09:00 from this date (before: UTC naive + "Z")
