@@ -233,6 +233,23 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
     return summary
 
 
+UNIT_BYTES = 128 * 1024 * 1024  # new bytes per commit unit: bounds memory whatever a day holds
+
+
+def _cap(unit: list[_Read], limit: int) -> list[list[_Read]]:
+    """Split a unit into runs of whole files of at most ``limit`` new bytes (a bigger file stands alone)."""
+    out: list[list[_Read]] = [[]]
+    size = 0
+    for r in sorted(unit, key=lambda r: r.file.rel):
+        n = r.file.size - r.start
+        if out[-1] and size + n > limit:
+            out.append([])
+            size = 0
+        out[-1].append(r)
+        size += n
+    return out
+
+
 def _one_line(exc: BaseException) -> str:
     from engine.load import redact
 
@@ -294,7 +311,7 @@ class _Runner:
         units: dict[tuple[date, str], list[_Read]] = defaultdict(list)
         for r in reads:
             units[(r.file.file_date, r.file.kind.value)].append(r)
-        ordered = [units[k] for k in sorted(units)]
+        ordered = [part for k in sorted(units) for part in _cap(units[k], UNIT_BYTES)]
         # Reading, decoding and normalizing the next unit needs no shared state: it runs on the second
         # core while this unit is deduplicated, staged and loaded (Polars and ADBC release the GIL).
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:

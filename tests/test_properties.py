@@ -92,3 +92,16 @@ def test_whole_files_in_any_order(reference, data) -> None:  # type: ignore[no-u
                 run(work / "archive", url, work / "stg")
             assert db_snapshot(url) == want_db
             assert staged_snapshot(work / "stg") == want_staged
+
+
+def test_units_of_any_size_give_the_same_database(reference, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A commit unit capped at one file (memory bound) changes nothing in the result."""
+    import engine.pipeline
+
+    dialect, root, want_db, want_staged, want = reference
+    monkeypatch.setattr(engine.pipeline, "UNIT_BYTES", 1)
+    with fresh_target(dialect, tmp_path) as url:
+        s = run(root, url, tmp_path / "stg").to_dict()
+        assert s["commits"] > want["commits"]
+        assert db_snapshot(url) == want_db
+        assert staged_snapshot(tmp_path / "stg") == want_staged
