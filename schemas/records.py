@@ -59,6 +59,10 @@ SWING_RECORD = pl.Schema(
 
 RECORD_SCHEMAS: dict[Kind, pl.Schema] = {Kind.SCALP: SCALP_RECORD, Kind.SWING: SWING_RECORD}
 
+# Struct fields every well-formed line opens exactly once (``"price": {``). Used only to guess bad lines
+# quickly before decoding; the decoder itself decides.
+REQUIRED_OBJECTS: dict[Kind, tuple[str, ...]] = {Kind.SCALP: ("price", "volume"), Kind.SWING: ("price",)}
+
 # Reject reasons, in the order of precedence the validator applies (the first match is reported).
 REJECT_REASONS = (
     "invalid_json",
