@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 import adbc_driver_manager
-import numpy as np
 import polars as pl
 
 from engine import dedup, normalize, scan
@@ -31,7 +30,7 @@ from engine.watermark import reconcile, watermark_rows
 from schemas.records import Kind
 from schemas.tables import ETL_REJECTS, MARKET_UNIVERSE, SCALP_TICKS, SWING_SNAPSHOTS, Table
 from staging import manifest
-from staging.layout import partition_dir, write_atomic, write_part
+from staging.layout import partition_dir, write_part
 
 TABLE_OF: dict[Kind, Table] = {Kind.SCALP: SCALP_TICKS, Kind.SWING: SWING_SNAPSHOTS}
 TIME_COL: dict[Kind, str] = {Kind.SCALP: "recv_time", Kind.SWING: "snap_time"}

@@ -9,7 +9,6 @@ range with an explicit schema); a range with any bad line falls back to bisectio
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re

@@ -56,7 +56,7 @@ def test_two_markets_at_once_equal_one_full_run(generated, target_url: str, tmp_
             for market in ("KOSPI", "KOSDAQ")
         ]
         outs = [p.communicate(timeout=600) for p in procs]
-        for p, (out, err) in zip(procs, outs):
+        for p, (_out, err) in zip(procs, outs):
             assert p.returncode == 0, err
         assert db_snapshot(par_url) == want_db
         assert staged_snapshot(staging) == want_staged
