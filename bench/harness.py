@@ -1,0 +1,862 @@
+"""The benchmark: observer-etl end to end, its floors and its baselines, on generated archives.
+
+For each archive size (``--lines 1M --lines 10M``) and each target (SQLite, PostgreSQL), every
+measurement runs ``--repeat`` times, each in a process of its own (peak RSS from ``os.wait4``):
+
+1. ``observer etl ... --json`` end to end into a fresh database with a fresh staging directory;
+2. on the state the last of those runs left: a run with nothing new, and an incremental run that adds
+   one hour of ticks (a new ``assets/scalp/<day>_09.jsonl`` of a fixed line count, so that "one hour"
+   costs the same whatever the archive's size);
+3. the floors on the same files: Polars parsing the JSONL with the explicit schema and nothing else,
+   and ADBC bulk ingest of the same clean rows into tables with no key or index;
+4. the baselines, on a sample of the same files: the design document's per-record loop and dlt's
+   merge load.
+
+Results go to ``<out>/results.json``, ``results.md`` and ``results.png``; every number comes with the
+command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import secrets
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CACHE = REPO / "bench" / ".cache"
+DEFAULT_OUT = REPO / "bench" / "results"
+DEFAULT_PG = os.environ.get("OBSERVER_ETL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+TARGETS = ("sqlite", "postgresql")
+README_START = "<!-- bench-results:start -->"
+README_END = "<!-- bench-results:end -->"
+
+# The issue's targets.
+GOAL_SQLITE_LPS = 150_000
+GOAL_PG_LPS = 100_000
+GOAL_FLOOR_RATIO = 1.5
+GOAL_INCR_RATIO = 1.2
+GOAL_NOTHING_NEW_S = 1.0
+GOAL_RSS_MB = 1536.0
+GOAL_RSS_GROWTH = 0.30
+
+
+# -- sizes ----------------------------------------------------------------------------------------------
+def parse_size(text: str) -> int:
+    """``20k``, ``1M``, ``1.5M``, ``200000`` -> a line count."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a line count: {text!r} (use e.g. 20k, 1M, 10M)")
+    mult = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}[m.group(2).lower()]
+    return int(float(m.group(1)) * mult)
+
+
+def size_label(n: int) -> str:
+    for div, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if n >= div and n % (div // 10) == 0:
+            v = n / div
+            return f"{v:g}{suffix}"
+    return str(n)
+
+
+# -- configuration ------------------------------------------------------------------------------------
+@dataclass
+class BenchConfig:
+    sizes: list[int]
+    repeat: int = 3
+    targets: list[str] = field(default_factory=lambda: list(TARGETS))
+    out: Path = DEFAULT_OUT
+    cache: Path = DEFAULT_CACHE
+    seed: int = 7
+    baseline_lines: int = 200_000
+    baseline_repeat: int = 1
+    incr_lines: int = 30_000
+    pg_url: str = DEFAULT_PG
+    baselines: bool = True
+    readme: Path | None = None
+    keep_work: bool = False
+    code: str | None = None  # a git revision to measure instead of the working tree
+    command: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+def parse_args(argv: list[str] | None = None) -> BenchConfig:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark observer-etl end to end against its floors and baselines on generated archives.",
+    )
+    ap.add_argument("--lines", action="append", type=parse_size, required=True,
+                    help="archive size in lines (k/M suffixes); repeat the option for several sizes")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of every measurement (median and min/max reported)")
+    ap.add_argument("--targets", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="generated archives, reused when present")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--baseline-lines", type=parse_size, default=200_000,
+                    help="lines of the sample the (slow) baselines run on")
+    ap.add_argument("--baseline-repeat", type=int, default=1, help="runs of each baseline (they are slow)")
+    ap.add_argument("--incr-lines", type=parse_size, default=30_000,
+                    help="lines of the one new hour of the incremental run (contract: 20k-50k an hour)")
+    ap.add_argument("--pg-url", default=DEFAULT_PG,
+                    help="PostgreSQL server (a database to connect to for CREATE/DROP DATABASE)")
+    ap.add_argument("--no-baselines", action="store_true", help="skip the per-record and dlt baselines")
+    ap.add_argument("--readme", type=Path, default=None,
+                    help="also write the results table into this README, between the bench-results markers")
+    ap.add_argument("--keep-work", action="store_true", help="keep databases/staging of the last runs (debugging)")
+    ap.add_argument("--code", default=None, metavar="REV",
+                    help="measure the engine as committed at this git revision (e.g. HEAD), or 'worktree' for a frozen "
+                         "copy of the working tree (default: the live working tree)")
+    ns = ap.parse_args(argv)
+    targets = [t.strip() for t in ns.targets.split(",") if t.strip()]
+    bad = [t for t in targets if t not in TARGETS]
+    if bad:
+        ap.error(f"unknown target(s) {bad}: use sqlite,postgresql")
+    if ns.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    shown = ["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])]
+    return BenchConfig(
+        sizes=ns.lines, repeat=ns.repeat, targets=targets, out=ns.out, cache=ns.cache, seed=ns.seed,
+        baseline_lines=ns.baseline_lines, baseline_repeat=ns.baseline_repeat, incr_lines=ns.incr_lines,
+        pg_url=ns.pg_url, baselines=not ns.no_baselines, readme=ns.readme, keep_work=ns.keep_work, code=ns.code,
+        command=shlex.join(shown),
+    )
+
+
+# -- output ---------------------------------------------------------------------------------------------
+def _console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def log(msg: str) -> None:
+    _console().print(f"[dim]{datetime.now().strftime('%H:%M:%S')}[/] {msg}")
+
+
+def _rel(p: Path | str) -> str:
+    p = Path(p)
+    try:
+        return p.resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return str(p)
+
+
+# -- child processes ----------------------------------------------------------------------------------
+class ChildFailed(RuntimeError):
+    pass
+
+
+# The code under measurement: the working tree, or a snapshot of a git revision (``--code REF``).
+CODE: Path = REPO
+
+
+def _env(code: Path | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    first = str(code or REPO)
+    env["PYTHONPATH"] = first + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+ENGINE_PATHS = ("engine", "schemas", "staging", "cli.py")
+
+
+def worktree_snapshot(cache: Path, out: Path) -> tuple[Path, str]:
+    """A frozen copy of the working tree's engine (others may edit it during a long run).
+
+    The diff against HEAD is written to ``<out>/code.diff``; the label is ``<HEAD>+<hash of the diff>``.
+    """
+    import hashlib
+
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    diff = subprocess.run(["git", "diff", "HEAD", "--", *ENGINE_PATHS], cwd=REPO, capture_output=True,
+                          check=True).stdout
+    label = f"{head}+{hashlib.blake2b(diff, digest_size=4).hexdigest()}" if diff else head
+    dest = cache / f"code-{label}"
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for name in ENGINE_PATHS:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    (dest / "bench").mkdir()
+    (dest / "bench" / "__init__.py").touch()
+    shutil.copy2(REPO / "bench" / "child.py", dest / "bench" / "child.py")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "code.diff").write_bytes(diff)
+    return dest, label
+
+
+def code_snapshot(ref: str, cache: Path) -> tuple[Path, str]:
+    """``git archive REF`` unpacked under the cache, plus the working tree's bench/child.py: the code measured."""
+    sha = subprocess.run(["git", "rev-parse", "--short", f"{ref}^{{commit}}"], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    dest = cache / f"code-{sha}"
+    if not (dest / ".complete").exists():
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", "--format=tar", sha], cwd=REPO, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+        (dest / ".complete").write_text(sha)
+    (dest / "bench").mkdir(exist_ok=True)
+    (dest / "bench" / "__init__.py").touch()
+    shutil.copy2(REPO / "bench" / "child.py", dest / "bench" / "child.py")
+    return dest, sha
+
+
+def run_child(argv: list[str], timeout: float | None = None) -> dict[str, Any]:
+    """Run one measurement process; its JSON result plus ``wall_s`` and ``peak_rss_mb`` (from wait4)."""
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    # -P: no current directory on sys.path, so ``-m cli`` / ``-m bench.child`` import from CODE.
+    argv = [argv[0], "-P", *argv[1:]] if argv[0] == sys.executable else argv
+    env = _env(CODE)
+    hwm = Path(tempfile.mkstemp(prefix="bench-hwm-")[1])
+    env["BENCH_HWM_FILE"] = str(hwm)
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = _drain(proc, timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    wall = time.perf_counter() - t0
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = err.decode("utf-8", "replace").strip().splitlines()[-15:]
+        raise ChildFailed(f"{shlex.join(argv)} exited {proc.returncode}:\n" + "\n".join(tail))
+    lines = [ln for ln in out.decode("utf-8", "replace").splitlines() if ln.strip().startswith("{")]
+    if not lines:
+        raise ChildFailed(f"{shlex.join(argv)} printed no JSON result")
+    result = json.loads(lines[-1])
+    result["wall_s"] = wall
+    own = hwm.read_text().strip() if hwm.exists() else ""
+    hwm.unlink(missing_ok=True)
+    if own.isdigit():  # the process's own VmHWM, written at its exit
+        result["peak_rss_mb"], result["rss_source"] = int(own) / 1024.0, "VmHWM"
+    else:  # ru_maxrss also counts the harness's RSS at fork: an upper bound
+        result["peak_rss_mb"], result["rss_source"] = usage.ru_maxrss / 1024.0, "ru_maxrss"
+    result["loadavg_before"] = round(load, 2)  # other work on the machine shows here
+    return result
+
+
+def _drain(proc: subprocess.Popen, timeout: float | None) -> tuple[bytes, bytes]:
+    """Read stdout and stderr to EOF without reaping the child (so that wait4 still can)."""
+    import threading
+
+    bufs: dict[str, bytes] = {}
+
+    def read(name: str, stream: Any) -> None:
+        bufs[name] = stream.read()
+
+    threads = [threading.Thread(target=read, args=(n, s)) for n, s in (("out", proc.stdout), ("err", proc.stderr))]
+    for t in threads:
+        t.start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for t in threads:
+        t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if t.is_alive():
+            raise subprocess.TimeoutExpired(proc.args, timeout or 0)
+    return bufs.get("out", b""), bufs.get("err", b"")
+
+
+def child_task(task: str, args: dict[str, Any]) -> tuple[list[str], str]:
+    argv = [sys.executable, "-m", "bench.child", task, "--args-json", json.dumps(args)]
+    shown = ["python", "-m", "bench.child", task, "--args-json", json.dumps(args)]
+    return argv, shlex.join(shown)
+
+
+def etl_task(source: Path, target: str, staging: Path) -> tuple[list[str], str]:
+    flags = ["--source", _rel(source), "--target", target, "--staging", _rel(staging), "--json"]
+    # bench.child exec-module runs the CLI unchanged and records its peak RSS at exit.
+    argv = [sys.executable, "-m", "bench.child", "exec-module", "cli", "etl", *flags]
+    return argv, shlex.join(["observer", "etl", *flags])
+
+
+# -- PostgreSQL databases -----------------------------------------------------------------------------
+class PgServer:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.base = url.rpartition("/")[0]
+
+    def _admin(self):  # type: ignore[no-untyped-def]
+        import adbc_driver_postgresql.dbapi as pg
+
+        return pg.connect(self.url, autocommit=True)
+
+    def check(self) -> str | None:
+        try:
+            self._admin().close()
+            return None
+        except Exception as exc:  # noqa: BLE001
+            return f"no PostgreSQL at {self.url} ({str(exc).strip().splitlines()[0]})"
+
+    def version(self) -> str:
+        conn = self._admin()
+        cur = conn.cursor()
+        cur.execute("SELECT current_setting('server_version')")
+        v = cur.fetchall()[0][0]
+        cur.close()
+        conn.close()
+        return str(v)
+
+    def create(self, tag: str) -> str:
+        name = re.sub(r"[^a-z0-9_]", "_", f"bench_{tag}_{secrets.token_hex(3)}".lower())
+        conn = self._admin()
+        cur = conn.cursor()
+        cur.execute(f"CREATE DATABASE {name}")
+        cur.close()
+        conn.close()
+        return f"{self.base}/{name}"
+
+    def drop(self, url: str) -> None:
+        name = url.rpartition("/")[2]
+        conn = self._admin()
+        cur = conn.cursor()
+        cur.execute(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        )
+        cur.fetchall()
+        cur.execute(f"DROP DATABASE IF EXISTS {name}")
+        cur.close()
+        conn.close()
+
+
+class Databases:
+    """Fresh databases for measured runs: a new SQLite file, or a new PostgreSQL database (dropped after)."""
+
+    def __init__(self, work: Path, pg: PgServer) -> None:
+        self.work, self.pg = work, pg
+        self.live: list[str] = []
+
+    def fresh(self, target: str, tag: str) -> str:
+        if target == "sqlite":
+            path = self.work / f"{tag}-{secrets.token_hex(3)}.db"
+            url = f"sqlite:///{_rel(path)}"  # children run in the repository root
+        else:
+            url = self.pg.create(tag)
+        self.live.append(url)
+        return url
+
+    def drop(self, url: str) -> None:
+        if url.startswith("sqlite:"):
+            path = REPO / url.split(":///", 1)[1]  # relative to the repository root, or absolute
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+        else:
+            self.pg.drop(url)
+        if url in self.live:
+            self.live.remove(url)
+
+    def drop_all(self) -> None:
+        for url in list(self.live):
+            try:
+                self.drop(url)
+            except Exception:  # noqa: BLE001 - best effort at the end
+                pass
+
+
+# -- archives ---------------------------------------------------------------------------------------------
+def ensure_archive(lines: int, seed: int, cache: Path) -> tuple[Path, dict[str, Any]]:
+    """The generated archive of about ``lines`` lines: from the cache, else made with bench.generate."""
+    base = cache / f"{size_label(lines)}-{seed}"
+    root = base / "archive"
+    done = base / ".complete"
+    expected_path = Path(f"{root}.expected.json")
+    gen_hash = generator_hash()
+    if done.exists() and json.loads(done.read_text() or "{}").get("generator") != gen_hash:
+        log(f"[yellow]{_rel(base)} was made by another version of bench/generate.py: regenerating[/]")
+        done.unlink()
+    if not done.exists():
+        if base.exists():
+            shutil.rmtree(base)
+        base.mkdir(parents=True)
+        log(f"generating a {size_label(lines)}-line archive in {_rel(root)} (seed {seed})")
+        t0 = time.perf_counter()
+        cmd = [sys.executable, "-m", "bench.generate", "--out", str(root), "--lines", str(lines), "--seed", str(seed)]
+        subprocess.run(cmd, cwd=REPO, env=_env(), check=True, stdout=subprocess.DEVNULL)
+        done.write_text(json.dumps({"generator": gen_hash, "generated_in_s": round(time.perf_counter() - t0, 1), "command": shlex.join(
+            ["python", "-m", "bench.generate", "--out", _rel(root), "--lines", str(lines), "--seed", str(seed)])}))
+    return root, _expected_head(expected_path)
+
+
+def _expected_head(path: Path) -> dict[str, Any]:
+    """The generator's answer without its per-line reject list (millions of entries at 10M lines)."""
+    if not path.exists():
+        return {}
+    text = path.read_text(encoding="utf-8")
+    cut = text.find('\n  "rejects": ')
+    if cut > 0:
+        try:
+            return json.loads(text[:cut].rstrip().rstrip(",") + "\n}")
+        except ValueError:
+            pass
+    doc = json.loads(text)
+    doc.pop("rejects", None)
+    return doc
+
+
+def generator_hash() -> str:
+    import hashlib
+
+    return hashlib.blake2b((REPO / "bench" / "generate.py").read_bytes(), digest_size=8).hexdigest()
+
+
+def link_copy(src: Path, dest: Path) -> None:
+    """A copy of the archive made of hard links: cheap, and the incremental run may add files to it."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(src, dest, copy_function=os.link)
+
+
+def archive_stats(root: Path) -> dict[str, Any]:
+    from bench.child import jsonl_files
+
+    files = jsonl_files(root)
+    every = [p for p in root.rglob("*") if p.is_file()]
+    return {
+        "files": len(every),
+        "jsonl_files": len(files),
+        "bytes": sum(p.stat().st_size for p in every),
+        "jsonl_bytes": sum(s for _, _, s in files),
+        "scalp_bytes": sum(s for k, _, s in files if k == "scalp"),
+        "swing_bytes": sum(s for k, _, s in files if k == "swing"),
+    }
+
+
+def _last_scalp_day(root: Path) -> date:
+    days = []
+    for p in (root / "assets" / "scalp").glob("*.jsonl"):
+        m = re.match(r"^(\d{8})", p.name)
+        if m:
+            days.append(datetime.strptime(m.group(1), "%Y%m%d").date())
+    swing = [datetime.strptime(p.stem, "%Y%m%d").date() for p in (root / "assets" / "swing").glob("*.jsonl")
+             if re.fullmatch(r"\d{8}", p.stem)]
+    return max(days + swing)
+
+
+def _next_weekday(d: date) -> date:
+    d += timedelta(days=1)
+    while d.weekday() >= 5:
+        d += timedelta(days=1)
+    return d
+
+
+def extra_hours(cache: Path, after: date, lines: int, seed: int, n: int) -> list[Path]:
+    """``n`` full hours of new ticks (``<day>_10.jsonl`` .. ``_14``), ``lines`` lines each, for days after ``after``.
+
+    They come from the generator itself (same shapes, clean, complete last lines) at a tick rate of
+    ``lines`` an hour, for weekdays after the archive's last day, so every line is new to the database.
+    The ``_09`` file holds only half an hour (collection starts at 09:30), so the full hours 10-14 are
+    used. Their size does not depend on the archive's, so the cost of "one new hour" compares across
+    archive sizes. Generated once and cached.
+    """
+    from bench.generate import generate_archive
+
+    out: list[Path] = []
+    day = after
+    while len(out) < n:
+        day = _next_weekday(day)
+        base = cache / f"extra-{size_label(lines)}-{seed}-{day:%Y%m%d}"
+        if not (base / ".complete").exists() or (base / ".complete").read_text() != generator_hash():
+            generate_archive(base / "archive", start=day, days=1, ticks_per_hour=lines, seed=seed + 1000,
+                             dirt=False, growing=False, overwrite=True)
+            (base / ".complete").write_text(generator_hash())
+        out += [base / "archive" / "assets" / "scalp" / f"{day:%Y%m%d}_{h}.jsonl" for h in range(10, 15)]
+    return out[:n]
+
+
+# -- statistics ---------------------------------------------------------------------------------------------
+def summarize(runs: list[dict[str, Any]], lines_key: str = "lines", bytes_key: str = "bytes") -> dict[str, Any]:
+    """Median and spread of a measurement's runs: seconds, lines/s, MB/s, peak RSS."""
+    secs = [r["seconds"] for r in runs]
+    lps = [r[lines_key] / r["seconds"] if r["seconds"] > 0 else 0.0 for r in runs]
+    mbs = [r[bytes_key] / 1e6 / r["seconds"] if r["seconds"] > 0 else 0.0 for r in runs]
+    rss = [r["peak_rss_mb"] for r in runs]
+    walls = [r["wall_s"] for r in runs]
+    return {
+        "n": len(runs),
+        "lines": int(statistics.median(r[lines_key] for r in runs)),
+        "bytes": int(statistics.median(r[bytes_key] for r in runs)),
+        "seconds": _spread(secs),
+        "wall_s": _spread(walls),
+        "lines_per_s": _spread(lps),
+        "mb_per_s": _spread(mbs),
+        "peak_rss_mb": _spread(rss),
+        "command": runs[-1].get("command", ""),
+        "runs": runs,
+    }
+
+
+def _spread(xs: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
+
+
+def _skip(reason: str) -> dict[str, Any]:
+    return {"skipped": reason}
+
+
+# -- the benchmark ---------------------------------------------------------------------------------------
+class Bench:
+    def __init__(self, cfg: BenchConfig) -> None:
+        self.cfg = cfg
+        self.pg = PgServer(cfg.pg_url)
+        self.results: dict[str, Any] = {
+            "schema": 1,
+            "command": cfg.command,
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "finished_at": None,
+            "machine": {},
+            "config": cfg.to_json(),
+            "sizes": [],
+            "targets_check": [],
+            "notes": [],
+        }
+
+    def save(self) -> None:
+        from bench import report
+
+        self.cfg.out.mkdir(parents=True, exist_ok=True)
+        (self.cfg.out / "results.json").write_text(json.dumps(self.results, indent=1, default=str) + "\n")
+        report.write_markdown(self.results, self.cfg.out / "results.md")
+        if self.cfg.readme is not None:
+            report.update_readme(self.results, self.cfg.readme)
+
+    def run(self) -> dict[str, Any]:
+        from bench import report
+
+        global CODE
+        cfg = self.cfg
+        CODE = REPO
+        if cfg.code == "worktree":
+            CODE, sha = worktree_snapshot(cfg.cache, cfg.out)
+            self.results["code"] = {"rev": "worktree", "commit": sha, "snapshot": _rel(CODE),
+                                    "diff": _rel(cfg.out / "code.diff")}
+            log(f"measuring a frozen copy of the working tree: {sha} ({_rel(CODE)}; diff in {_rel(cfg.out / 'code.diff')})")
+        elif cfg.code:
+            CODE, sha = code_snapshot(cfg.code, cfg.cache)
+            self.results["code"] = {"rev": cfg.code, "commit": sha, "snapshot": _rel(CODE)}
+            log(f"measuring the engine as committed at {sha} ({_rel(CODE)})")
+        else:
+            self.results["code"] = {"rev": None, "commit": None, "snapshot": None}
+        if "postgresql" in cfg.targets:
+            reason = self.pg.check()
+            if reason:
+                self.results["notes"].append(f"PostgreSQL skipped: {reason}")
+                log(f"[yellow]PostgreSQL skipped:[/] {reason}")
+                cfg.targets = [t for t in cfg.targets if t != "postgresql"]
+        self.results["machine"] = machine_info(self.pg if "postgresql" in cfg.targets else None)
+        if cfg.code == "worktree":
+            self.results["machine"]["git"] = (f"{self.results['code']['commit']} (HEAD plus the uncommitted engine "
+                                              f"changes in {self.results['code']['diff']}, frozen for the run)")
+        elif cfg.code:
+            self.results["machine"]["git"] = f"{self.results['code']['commit']} (`git archive {cfg.code}`)"
+        for lines in cfg.sizes:
+            entry = self.run_size(lines)
+            self.results["sizes"].append(entry)
+            self.results["targets_check"] = report.check_targets(self.results)
+            self.save()
+        CODE = REPO
+        self.results["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.results["targets_check"] = report.check_targets(self.results)
+        self.save()
+        try:
+            report.write_chart(self.results, cfg.out / "results.png")
+        except ImportError as exc:
+            self.results["notes"].append(f"no chart: {exc} (pip install -e '.[bench]')")
+            self.save()
+        if cfg.readme is not None:
+            report.update_readme(self.results, cfg.readme)
+        report.print_tables(self.results)
+        return self.results
+
+    # One archive size: every measurement, every target.
+    def run_size(self, lines: int) -> dict[str, Any]:
+        cfg = self.cfg
+        label = size_label(lines)
+        pristine, expected = ensure_archive(lines, cfg.seed, cfg.cache)
+        work = cfg.cache / f"{label}-{cfg.seed}" / "work"
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        archive = work / "archive"
+        link_copy(pristine, archive)
+        entry: dict[str, Any] = {
+            "label": label,
+            "lines_requested": lines,
+            "archive": {
+                "path": _rel(pristine), **archive_stats(pristine), "expected": _expected_brief(expected),
+                "command": shlex.join(["python", "-m", "bench.generate", "--out", _rel(pristine), "--lines", str(lines),
+                                       "--seed", str(cfg.seed)]),
+            },
+            "parse_floor": None,
+            "targets": {},
+        }
+        self.results["sizes"] = [s for s in self.results["sizes"] if s["label"] != label]
+        dbs = Databases(work, self.pg)
+        try:
+            log(f"[bold]{label}[/]: parse floor ×{cfg.repeat}")
+            runs = []
+            for _ in range(cfg.repeat):
+                argv, shown = child_task("parse-floor", {"archive": _rel(archive)})
+                r = run_child(argv)
+                r.update(lines=r["rows"], command=shown)
+                runs.append(r)
+            entry["parse_floor"] = summarize(runs)
+            for target in cfg.targets:
+                try:
+                    entry["targets"][target] = self.run_target(label, target, archive, work, dbs)
+                except ChildFailed as exc:
+                    log(f"[red]{label} {target} failed:[/] {exc}")
+                    self.results["notes"].append(f"{label} {target}: a measured run failed: {_error_line(str(exc))}")
+                    for p in (archive / "assets" / "scalp").iterdir():  # extra hours left behind
+                        if p.stat().st_nlink == 1 and p.name.endswith(tuple(f"_{h}.jsonl" for h in range(10, 15))):
+                            p.unlink()
+                self.results["sizes"].append(entry)  # partial results survive a crash
+                self.save()
+                self.results["sizes"].remove(entry)
+        finally:
+            dbs.drop_all()
+            if not cfg.keep_work:
+                shutil.rmtree(work, ignore_errors=True)
+        return entry
+
+    def run_target(self, label: str, target: str, archive: Path, work: Path, dbs: Databases) -> dict[str, Any]:
+        cfg = self.cfg
+        out: dict[str, Any] = {}
+        tag = f"{label}_{target}"
+        # 1. end to end, fresh database and staging every time; the last run's state is kept.
+        runs = []
+        kept: tuple[str, Path] | None = None
+        for i in range(cfg.repeat):
+            url = dbs.fresh(target, f"e2e_{tag}")
+            staging = work / f"staging-{target}-{i}"
+            log(f"{label} {target}: end to end {i + 1}/{cfg.repeat}")
+            runs.append(self._etl(archive, url, staging, archive_stats(archive)["jsonl_bytes"]))
+            if i < cfg.repeat - 1:
+                dbs.drop(url)
+                shutil.rmtree(staging, ignore_errors=True)
+            else:
+                kept = (url, staging)
+        out["e2e"] = summarize(runs)
+        out["e2e"]["stages"] = {
+            k: statistics.median(r["stage_seconds"].get(k, 0.0) for r in runs)
+            for k in ("scan", "normalize", "dedup", "stage", "load")
+        }
+        out["e2e"]["counts"] = {k: runs[-1][k] for k in ("lines_read", "loaded", "duplicates", "rejected", "held_back")}
+        assert kept is not None
+        url, staging = kept
+
+        # 3b. the ingest floor: the same clean rows, into a fresh database, no key, no index.
+        runs = []
+        for i in range(cfg.repeat):
+            floor_url = dbs.fresh(target, f"floor_{tag}")
+            log(f"{label} {target}: ingest floor {i + 1}/{cfg.repeat}")
+            argv, shown = child_task("ingest-floor", {"staging": _rel(staging), "target": floor_url})
+            r = run_child(argv)
+            r.update(lines=r["rows"], bytes=out["e2e"]["bytes"], command=shown)
+            runs.append(r)
+            dbs.drop(floor_url)
+        out["ingest_floor"] = summarize(runs)
+
+        # 2. nothing new, then one new hour at a time.
+        runs = []
+        for i in range(cfg.repeat):
+            log(f"{label} {target}: nothing new {i + 1}/{cfg.repeat}")
+            runs.append(self._etl(archive, url, staging, 0))
+        out["nothing_new"] = summarize(runs)
+        runs, extras = [], []
+        sources = extra_hours(cfg.cache, _last_scalp_day(archive), cfg.incr_lines, cfg.seed, cfg.repeat)
+        try:
+            for i, src in enumerate(sources):
+                extra = archive / "assets" / "scalp" / src.name
+                os.link(src, extra)
+                extras.append(extra)
+                log(f"{label} {target}: one new hour ({extra.relative_to(archive)}) {i + 1}/{cfg.repeat}")
+                r = self._etl(archive, url, staging, extra.stat().st_size)
+                r["new_file"] = extra.relative_to(archive).as_posix()
+                runs.append(r)
+        finally:
+            for p in extras:  # the archive is shared by the next target: take the extra hours out again
+                p.unlink(missing_ok=True)
+        out["incremental"] = summarize(runs)
+        if not cfg.keep_work:
+            dbs.drop(url)
+            shutil.rmtree(staging, ignore_errors=True)
+
+        # 4. baselines on a sample.
+        out["baselines"] = self.run_baselines(label, target, archive, work, dbs, out["e2e"]["lines"])
+        return out
+
+    def _etl(self, archive: Path, url: str, staging: Path, nbytes: int) -> dict[str, Any]:
+        argv, shown = etl_task(archive, url, staging)
+        r = run_child(argv)
+        r.update(lines=r["lines_read"], bytes=nbytes, command=shown)
+        return r
+
+    def run_baselines(
+        self, label: str, target: str, archive: Path, work: Path, dbs: Databases, total_lines: int
+    ) -> dict[str, Any]:
+        cfg = self.cfg
+        if not cfg.baselines:
+            return {"per_record": _skip("--no-baselines"), "dlt": _skip("--no-baselines")}
+        fraction = min(1.0, cfg.baseline_lines / max(total_lines, 1))
+        args = {"archive": _rel(archive), "fraction": fraction, "max_lines": cfg.baseline_lines}
+        out: dict[str, Any] = {}
+        tag = f"{label}_{target}"
+        for name, task, missing in (
+            ("per_record", "per-record", _missing_driver(target)),
+            ("dlt", "dlt", _missing_dlt(target)),
+        ):
+            if missing:
+                log(f"[yellow]{label} {target}: {name} baseline skipped:[/] {missing}")
+                out[name] = _skip(missing)
+                continue
+            runs = []
+            for i in range(cfg.baseline_repeat):
+                if target == "sqlite":
+                    # A separate file that ADBC never touches (sqlite3 and ADBC must not share a WAL file).
+                    url = f"sqlite:///{_rel(work / f'baseline-{name}-{secrets.token_hex(3)}.db')}"
+                    dbs.live.append(url)
+                else:
+                    url = dbs.fresh(target, f"{name}_{tag}")
+                log(f"{label} {target}: {name} baseline on {cfg.baseline_lines:,} lines {i + 1}/{cfg.baseline_repeat}")
+                a = dict(args, target=url, tag=f"{tag}_{i}", pipelines_dir=_rel(work / f"dlt-{secrets.token_hex(3)}"))
+                argv, shown = child_task(task, a)
+                try:
+                    r = run_child(argv)
+                except ChildFailed as exc:
+                    log(f"[red]{name} baseline failed:[/] {exc}")
+                    runs = []
+                    out[name] = _skip(f"failed: {_error_line(str(exc))}")
+                    dbs.drop(url)
+                    break
+                r.update(command=shown, sample=True)
+                runs.append(r)
+                dbs.drop(url)
+            if runs:
+                out[name] = summarize(runs)
+                out[name]["sample"] = True
+        return out
+
+
+def _error_line(text: str) -> str:
+    """The most telling line of a child's stderr: the last exception line, else the last line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if re.match(r"^[\w.]+(Error|Exception)\b", ln):
+            return ln[:300]
+    return lines[-1][:300] if lines else "?"
+
+
+def _missing_driver(target: str) -> str | None:
+    if target == "sqlite":
+        return None
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return "psycopg (3) is not installed: pip install -e '.[bench]'"
+    return None
+
+
+def _missing_dlt(target: str) -> str | None:
+    try:
+        import dlt  # noqa: F401
+    except ImportError:
+        return "dlt is not installed: pip install -e '.[bench]'"
+    if target == "sqlite":
+        try:
+            import sqlalchemy  # noqa: F401
+        except ImportError:
+            return "dlt's sqlalchemy destination needs sqlalchemy: pip install -e '.[bench]'"
+    else:
+        try:
+            import psycopg2  # noqa: F401
+        except ImportError:
+            return "dlt's postgres destination needs psycopg2: pip install -e '.[bench]'"
+    return None
+
+
+def _expected_brief(expected: dict[str, Any]) -> dict[str, Any]:
+    """The generator's own accounting, scalars only (to compare with what the ETL counted)."""
+    return {k: v for k, v in expected.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+def machine_info(pg: PgServer | None) -> dict[str, Any]:
+    import sqlite3
+
+    import adbc_driver_postgresql
+    import adbc_driver_sqlite
+    import polars as pl
+    import pyarrow as pa
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": mem_gb,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "polars": pl.__version__,
+        "pyarrow": pa.__version__,
+        "adbc_driver_sqlite": getattr(adbc_driver_sqlite, "__version__", "?"),
+        "adbc_driver_postgresql": getattr(adbc_driver_postgresql, "__version__", "?"),
+        "sqlite": sqlite3.sqlite_version,
+        "postgresql": pg.version() if pg is not None else None,
+    }
+    try:
+        info["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                     text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "engine", "schemas", "staging", "cli.py"],
+                               cwd=REPO, capture_output=True, text=True).stdout.strip()
+        if dirty:
+            info["git"] += " (engine with uncommitted changes)"
+    except Exception:  # noqa: BLE001
+        pass
+    return info
+
+
+def run_bench(cfg: BenchConfig) -> dict[str, Any]:
+    """Run the whole benchmark; returns what it wrote to ``cfg.out/results.json``."""
+    return Bench(cfg).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    run_bench(cfg)
+    return 0

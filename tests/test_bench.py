@@ -1,0 +1,85 @@
+"""Smoke test of the benchmark harness: a tiny run writes sane results. No timing assertions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from bench.harness import BenchConfig, parse_args, parse_size, run_bench, size_label
+
+
+def test_sizes_parse_and_print() -> None:
+    assert parse_size("20k") == 20_000
+    assert parse_size("1M") == 1_000_000
+    assert parse_size("1.5M") == 1_500_000
+    assert parse_size("200000") == 200_000
+    assert size_label(1_000_000) == "1M" and size_label(200_000) == "200k" and size_label(10_000_000) == "10M"
+    cfg = parse_args(["--lines", "1M", "--lines", "10M", "--repeat", "2", "--targets", "sqlite"])
+    assert cfg.sizes == [1_000_000, 10_000_000] and cfg.repeat == 2 and cfg.targets == ["sqlite"]
+    assert cfg.command.startswith("python -m bench --lines 1M")
+
+
+def _check_run(stat: dict, lines_min: int = 1) -> None:
+    assert stat["n"] >= 1 and stat["runs"]
+    assert stat["lines"] >= lines_min
+    assert stat["seconds"]["median"] > 0
+    assert stat["lines_per_s"]["median"] > 0
+    assert stat["peak_rss_mb"]["median"] > 10
+    assert stat["command"]
+
+
+def _smoke(tmp_path: Path, target: str, pg_url: str | None = None) -> None:
+    cfg = BenchConfig(
+        sizes=[20_000], repeat=1, targets=[target], out=tmp_path / "out", cache=tmp_path / "cache",
+        baseline_lines=2_000, incr_lines=2_000, pg_url=pg_url or "postgresql://unused@127.0.0.1:1/none",
+        readme=tmp_path / "README.md", command="python -m bench --lines 20k --repeat 1",
+    )
+    run_bench(cfg)
+
+    out = tmp_path / "out"
+    for name in ("results.json", "results.md"):
+        assert (out / name).stat().st_size > 0, name
+    if importlib.util.find_spec("matplotlib") is not None:  # the chart needs the optional bench extra
+        assert (out / "results.png").stat().st_size > 0
+    res = json.loads((out / "results.json").read_text())
+    assert {"command", "machine", "config", "sizes", "targets_check"} <= res.keys()
+    assert res["machine"]["cores"] >= 1
+    (size,) = res["sizes"]
+    assert size["label"] == "20k" and size["archive"]["jsonl_bytes"] > 0
+    _check_run(size["parse_floor"])
+    t = size["targets"][target]
+    e2e = t["e2e"]
+    _check_run(e2e)
+    run = e2e["runs"][0]
+    assert run["lines_read"] > 0 and run["loaded"] > 0
+    assert run["lines_read"] == run["loaded"] + run["duplicates"] + run["rejected"]
+    assert set(e2e["stages"]) == {"scan", "normalize", "dedup", "stage", "load"}
+    _check_run(t["ingest_floor"])
+    tables = run["tables"]
+    assert t["ingest_floor"]["lines"] == tables["scalp_ticks"]["inserted"] + tables["swing_snapshots"]["inserted"]
+    _check_run(t["incremental"])
+    assert t["incremental"]["runs"][0]["loaded"] > 0
+    nn = t["nothing_new"]["runs"][0]
+    assert nn["lines_read"] == 0 and nn["loaded"] == 0
+    for name in ("per_record", "dlt"):
+        b = t["baselines"][name]
+        if "skipped" in b:  # the optional bench extra is not installed
+            continue
+        _check_run(b)
+        assert b["sample"] is True and b["lines"] <= 2_000
+    goals = {c["goal"] for c in res["targets_check"]}
+    assert any("nothing-new" in g for g in goals)
+    md = (out / "results.md").read_text()
+    assert "observer etl end to end" in md and "python -m bench --lines 20k" in md
+    readme = (tmp_path / "README.md").read_text()
+    assert "bench-results:start" in readme and "observer etl end to end" in readme
+
+
+def test_smoke_sqlite(tmp_path: Path) -> None:
+    _smoke(tmp_path, "sqlite")
+
+
+def test_smoke_postgresql(tmp_path: Path, pg_url: str) -> None:
+    # The harness creates (and drops) a fresh database per measured run through this server.
+    _smoke(tmp_path, "postgresql", pg_url)
