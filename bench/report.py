@@ -280,6 +280,11 @@ def markdown(results: dict[str, Any], heading: str = "##") -> str:
             "Each run in results.json carries its own `command` (paths relative to the repository root; the "
             "harness's work copy of the archive and its databases are removed after the run). By hand, from the "
             "repository root:", "", "```bash"]
+    code = results.get("code") or {}
+    if code.get("commit") and code.get("rev") != "worktree":
+        out.append(f"git worktree add ../measured {code['commit']}   # the engine that was measured (or git checkout)")
+    elif code.get("rev") == "worktree":
+        out.append(f"git apply {code.get('diff')}   # on top of HEAD {str(code.get('commit')).split('+')[0]}")
     for s in sizes[-1:]:
         a = s["archive"]
         out += [f"{a.get('command', '')}   # or reuse the cache",
