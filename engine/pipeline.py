@@ -154,9 +154,9 @@ def _scope_lock(staging: Path, scope: str) -> Iterator[None]:
 
 def _check_source(source: Path) -> None:
     if not source.exists():
-        raise EtlError(f"source archive {source} does not exist")
+        raise EtlError(f"the source archive '{source}' does not exist (set --source, or source in observer.toml)")
     if not source.is_dir():
-        raise EtlError(f"source archive {source} is not a directory")
+        raise EtlError(f"the source archive '{source}' is not a directory")
 
 
 def _check_staging(staging: Path) -> None:

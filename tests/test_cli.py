@@ -52,7 +52,7 @@ def test_observer_toml_names_and_defaults(small_archive: Path, tmp_path: Path) -
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--source", "/no/such/archive"], "source archive /no/such/archive does not exist"),
+        (["--source", "/no/such/archive"], "the source archive '/no/such/archive' does not exist"),
         (["--target", "mysql://x/y"], "unsupported target"),
         (["--target", "sqlite:/bad"], "invalid SQLite URL"),
         (["--target", "trading_db"], "neither a URL"),
