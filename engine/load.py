@@ -294,6 +294,24 @@ class Target:
             if table.index_name(idx) not in existing:
                 self._exec(table.index_ddl(idx))
 
+    def defer_indexes(self, tables: tuple[Table, ...]) -> list[Table]:
+        """Drop the secondary indexes of empty tables: a first load then builds each index once, sorted,
+        instead of maintaining it row by row. ``build_indexes`` (or the next ``ensure_schema``) restores them."""
+        deferred = []
+        with self.transaction():
+            for t in tables:
+                if t.indexes and not self._exec(f"SELECT 1 FROM {t.name} LIMIT 1"):
+                    for idx in t.indexes:
+                        self._exec(f"DROP INDEX IF EXISTS {t.index_name(idx)}")
+                    deferred.append(t)
+        return deferred
+
+    def build_indexes(self, tables: list[Table]) -> None:
+        with self.transaction():
+            for t in tables:
+                for idx in t.indexes:
+                    self._exec(t.index_ddl(idx))
+
     def _record_version(self, name: str) -> None:
         p, now = self.ph, _ts_param(self.dialect, datetime.now(timezone.utc))
         self._exec(

@@ -28,7 +28,7 @@ from engine.config import ConfigError, RunOptions, load_holidays, load_security_
 from engine.load import Target, TargetError, is_key_conflict, parse_target
 from engine.watermark import reconcile, watermark_rows
 from schemas.records import Kind
-from schemas.tables import ETL_REJECTS, MARKET_UNIVERSE, SCALP_TICKS, SWING_SNAPSHOTS, Table
+from schemas.tables import DATA_TABLES, ETL_REJECTS, MARKET_UNIVERSE, SCALP_TICKS, SWING_SNAPSHOTS, Table
 from staging import manifest
 from staging.layout import partition_dir, write_part
 
@@ -208,8 +208,10 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
             target.start_run(run_id, opts.scope, str(opts.source), now)
             ctx = normalize.Context(opts.default_market, master, holidays, now)
             runner = _Runner(opts, target, ctx, summary, progress)
+            deferred = target.defer_indexes(DATA_TABLES)
             try:
                 runner.run()
+                target.build_indexes(deferred)
             except BaseException as exc:
                 summary.status = "failed"
                 summary.seconds = time.perf_counter() - t0

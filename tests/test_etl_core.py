@@ -248,3 +248,19 @@ def test_tick_without_exchange_time_moves_to_its_first_receipt(tmp_path: Path, t
     got = rows(target_url, "SELECT event_time, time_source, session_id FROM scalp_ticks")
     assert len(got) == 1 and got[0][1:] == ("receive", "observer-A")
     assert str(got[0][0]).replace(" ", "T").startswith("2026-01-30T04:05:12")
+
+
+def test_first_load_builds_the_reader_indexes(tmp_path: Path, target_url: str) -> None:
+    """Secondary indexes are dropped for a first load into empty tables and built once at its end."""
+    from schemas.tables import DATA_TABLES
+
+    src = tmp_path / "a"
+    write_lines(src / SCALP, [tick(acc=i, execution_time=f"1305{i:02d}") for i in range(1, 6)])
+    run(src, target_url, tmp_path / "stg")
+    t = Target(parse_target(target_url))
+    try:
+        for table in DATA_TABLES:
+            have = t._indexes(table.name)
+            assert {table.index_name(idx) for idx in table.indexes} <= have, (table.name, have)
+    finally:
+        t.close()
