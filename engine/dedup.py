@@ -14,6 +14,8 @@ its successor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache, partial
+from typing import Callable
 from datetime import date
 from pathlib import Path
 
@@ -124,11 +126,10 @@ def resolve_partition(
             )
         updates = better
     loaded = inserts.height + updates.height
+    full_partition = cache(partial(_full_partition, staging, table, market, day))  # read at most once
     neighbours = pl.DataFrame(schema=table.polars_schema())
     if is_ticks:
-        inserts, updates, neighbours = _recompute_tick_volume(
-            staging, market, day, staged, inserts, updates, dk, pk
-        )
+        inserts, updates, neighbours = _recompute_tick_volume(full_partition, staged, inserts, updates, dk, pk)
     inserts = inserts.select(cols)
     updates = updates.select(cols)
     all_updates = pl.concat([updates, neighbours]) if neighbours.height else updates
@@ -136,7 +137,7 @@ def resolve_partition(
     rewrite: pl.DataFrame | None = None
     obsolete: list[Path] = []
     if files and (all_updates.height or len(files) + 1 >= compact_at):
-        full = with_dedup_key(_full_partition(staging, table, market, day), table)
+        full = with_dedup_key(full_partition(), table)
         replaced = with_dedup_key(all_updates, table).select(dk)
         rest = full.join(replaced, on=dk, how="anti", nulls_equal=True).select(cols)
         rewrite = pl.concat([rest, all_updates, inserts]).sort(list(table.key))
@@ -151,9 +152,7 @@ def _full_partition(staging: Path, table: Table, market: str, day: date) -> pl.D
 
 
 def _recompute_tick_volume(
-    staging: Path,
-    market: str,
-    day: date,
+    full_partition: Callable[[], pl.DataFrame],
     staged: pl.DataFrame | None,
     inserts: pl.DataFrame,
     updates: pl.DataFrame,
@@ -180,7 +179,7 @@ def _recompute_tick_volume(
     neighbours = pl.DataFrame(schema=SCALP_TICKS.polars_schema())
     if changed.height:
         neighbours = (
-            _full_partition(staging, SCALP_TICKS, market, day)
+            full_partition()
             .join(changed, on=pk, how="inner")
             .with_columns(tick_volume=pl.col("_tv"))
             .select(SCALP_TICKS.column_names)

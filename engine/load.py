@@ -635,5 +635,6 @@ def _readable(exc: adbc_driver_manager.Error, dialect: Dialect) -> adbc_driver_m
     return new
 
 
-def _first_line(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
+    """Any error as the one readable, redacted line a user is shown."""
     return _message(exc)

@@ -13,6 +13,7 @@ from datetime import date, datetime, timezone
 import polars as pl
 
 from engine.quality import quality_flag
+from engine.scan import date_from_digits
 from schemas.records import (
     DEFAULT_MARKET,
     SYMBOL_PATTERN,
@@ -246,7 +247,7 @@ def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> 
     if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict) or not isinstance(doc.get("symbols"), list):
         return "bad_universe_file"
     meta = doc["metadata"]
-    day = _universe_date(str(meta.get("date", ""))) or file_date
+    day = date_from_digits(str(meta.get("date", ""))) or file_date
     symbols = [s for s in doc["symbols"] if isinstance(s, str)]
     if len(symbols) != len(doc["symbols"]):
         return "bad_universe_file"
@@ -265,13 +266,3 @@ def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> 
         source_line=pl.lit(0, dtype=pl.Int64),
         quality_flag=pl.lit("normal"),
     ).select(MARKET_UNIVERSE.column_names).collect()
-
-
-def _universe_date(text: str) -> date | None:
-    digits = text.replace("-", "")
-    if len(digits) != 8 or not digits.isdigit():
-        return None
-    try:
-        return date(int(digits[:4]), int(digits[4:6]), int(digits[6:])) 
-    except ValueError:
-        return None

@@ -25,7 +25,7 @@ import polars as pl
 
 from engine import dedup, normalize, scan
 from engine.config import ConfigError, RunOptions, load_holidays, load_security_master
-from engine.load import Target, TargetError, is_key_conflict, parse_target
+from engine.load import Target, TargetError, error_line, is_key_conflict, parse_target
 from engine.watermark import reconcile, watermark_rows
 from schemas.records import Kind
 from schemas.tables import DATA_TABLES, ETL_REJECTS, MARKET_UNIVERSE, SCALP_TICKS, SWING_SNAPSHOTS, Table
@@ -220,7 +220,7 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
                 except Exception:  # noqa: BLE001 - the original error matters more
                     pass
                 if isinstance(exc, adbc_driver_manager.Error):
-                    raise EtlError(f"the target database failed during the load: {_one_line(exc)}") from None
+                    raise EtlError(f"the target database failed during the load: {error_line(exc)}") from None
                 raise
             summary.status = "succeeded"
             summary.seconds = time.perf_counter() - t0
@@ -228,7 +228,7 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
     except TargetError as exc:  # e.g. an existing table that this schema cannot be migrated to
         raise EtlError(str(exc)) from None
     except adbc_driver_manager.Error as exc:
-        raise EtlError(f"the target database {target_url.redacted} failed: {_one_line(exc)}") from None
+        raise EtlError(f"the target database {target_url.redacted} failed: {error_line(exc)}") from None
     finally:
         target.close()
     return summary
@@ -249,13 +249,6 @@ def _cap(unit: list[_Read], limit: int) -> list[list[_Read]]:
         out[-1].append(r)
         size += n
     return out
-
-
-def _one_line(exc: BaseException) -> str:
-    from engine.load import redact
-
-    lines = str(exc).strip().splitlines()
-    return redact(lines[0]) if lines else type(exc).__name__
 
 
 @contextmanager

@@ -50,7 +50,11 @@ class ArchiveFile:
     mtime_ns: int
 
 
-def _to_date(digits: str) -> date | None:
+def date_from_digits(digits: str) -> date | None:
+    """``YYYYMMDD`` (or ``YYYY-MM-DD``) as a date, or None."""
+    digits = digits.replace("-", "")
+    if len(digits) != 8 or not digits.isdigit():
+        return None
     try:
         return date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
     except ValueError:
@@ -62,26 +66,26 @@ def classify(path: Path, root: Path) -> tuple[Kind, str, date, str] | None:
     name, parent = path.name, path.parent.name
     rel_parts = path.relative_to(root).parts
     if parent == "scalp" and (m := _SCALP_HOURLY.match(name)):
-        d = _to_date(m.group(1))
+        d = date_from_digits(m.group(1))
         return (Kind.SCALP, "scalp/hourly", d, f"{m.group(1)}_{m.group(2)}") if d else None
     if parent == "scalp" and (m := _DAILY_JSONL.match(name)):
-        d = _to_date(m.group(1))
+        d = date_from_digits(m.group(1))
         return (Kind.SCALP, "scalp/daily", d, m.group(1)) if d else None
     if parent == "swing" and (m := _DAILY_JSONL.match(name)):
-        d = _to_date(m.group(1))
+        d = date_from_digits(m.group(1))
         return (Kind.SWING, "swing/daily", d, m.group(1)) if d else None
     if parent == "universe" and (m := _UNIVERSE.match(name)):
-        d = _to_date(m.group(1))
+        d = date_from_digits(m.group(1))
         if d is None:
             return None
         # Same name pattern as the symbol master: tell them apart by content (contract section 4).
         kind = Kind.SYMBOLS if _looks_like_symbol_master(path) else Kind.UNIVERSE
         return (kind, kind.value, d, m.group(1))
     if parent == "symbols" and (m := _SYMBOLS.match(name)):
-        d = _to_date(m.group(1) or m.group(2))
+        d = date_from_digits(m.group(1) or m.group(2))
         return (Kind.SYMBOLS, "symbols", d, name) if d else None
     if "logs" in rel_parts and (m := _LEDGER.match(name)):
-        d = _to_date(m.group(1))
+        d = date_from_digits(m.group(1))
         return (Kind.LEDGER, "ledger", d, name) if d else None
     return None
 
