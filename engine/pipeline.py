@@ -12,8 +12,8 @@ import json
 import os
 import secrets
 import time
-from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, defaultdict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -237,6 +237,13 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
 UNIT_BYTES = 128 * 1024 * 1024  # new bytes per commit unit: bounds memory whatever a day holds
 
 
+LOOKAHEAD_BYTES = UNIT_BYTES  # new bytes prepared ahead of the unit being loaded
+
+
+def _new_bytes(unit: list[_Read]) -> int:
+    return sum(r.file.size - r.start for r in unit)
+
+
 def _cap(unit: list[_Read], limit: int) -> list[list[_Read]]:
     """Split a unit into runs of whole files of at most ``limit`` new bytes (a bigger file stands alone)."""
     out: list[list[_Read]] = [[]]
@@ -306,15 +313,29 @@ class _Runner:
         for r in reads:
             units[(r.file.file_date, r.file.kind.value)].append(r)
         ordered = [part for k in sorted(units) for part in _cap(units[k], UNIT_BYTES)]
-        # Reading, decoding and normalizing the next unit needs no shared state: it runs on the second
-        # core while this unit is deduplicated, staged and loaded (Polars and ADBC release the GIL).
+        # Reading, decoding and normalizing the units ahead needs no shared state: it runs on the second
+        # core while this unit is deduplicated, staged and loaded (Polars and ADBC release the GIL). The
+        # worker keeps up to LOOKAHEAD_BYTES of new bytes prepared ahead, not a fixed number of units: a
+        # day's small swing unit must not leave the worker idle while the day's big scalp unit loads.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
-            ahead = pool.submit(self._prepare, ordered[0], newest) if ordered else None
-            for i in range(len(ordered)):
-                assert ahead is not None
-                prepared = ahead.result()
-                ahead = pool.submit(self._prepare, ordered[i + 1], newest) if i + 1 < len(ordered) else None
-                self._finish(prepared)
+            ahead: deque[tuple[Future[_Prepared], int]] = deque()
+            taken = 0  # units handed to _finish
+
+            def fill(at_least: int) -> None:
+                """Queue units up to index ``at_least``, then more while they fit in LOOKAHEAD_BYTES."""
+                nxt = taken + len(ahead)
+                while nxt < len(ordered) and (
+                    nxt <= at_least or sum(n for _, n in ahead) + _new_bytes(ordered[nxt]) <= LOOKAHEAD_BYTES
+                ):
+                    ahead.append((pool.submit(self._prepare, ordered[nxt], newest), _new_bytes(ordered[nxt])))
+                    nxt += 1
+
+            while taken < len(ordered):
+                fill(taken)
+                future, _ = ahead.popleft()
+                taken += 1
+                fill(taken)  # the worker prepares what follows while this unit is finished
+                self._finish(future.result())
         for doc in sorted(docs, key=lambda f: (f.file_date, f.rel)):
             self._commit_universe(doc)
 
@@ -414,8 +435,8 @@ class _Runner:
             rng = ranges[rel]
             idx = (grp["source_line"] - rng.first_line).to_numpy()
             in_data = idx < rng.n_lines
-            raw = rng.raw_lines(idx[in_data]) + [rng.tail.decode("utf-8", "replace")[: scan.RAW_LINE_CAP]] * int((~in_data).sum())
-            parts.append(grp.with_columns(raw_line=pl.Series(raw, dtype=pl.String)))
+            tail = pl.Series([rng.tail.decode("utf-8", "replace")[: scan.RAW_LINE_CAP]] * int((~in_data).sum()), dtype=pl.String)
+            parts.append(grp.with_columns(raw_line=pl.concat([rng.raw_lines(idx[in_data]), tail])))
         return (
             pl.concat(parts)
             .rename({"source_line": "line_number"})
