@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas.records import RECORD_SCHEMAS, REQUIRED_OBJECTS, Kind
 
@@ -176,14 +178,26 @@ class ByteRange:
     def n_lines(self) -> int:
         return int(self.line_ends.shape[0])
 
-    def raw_lines(self, idx: np.ndarray) -> list[str]:
-        """The text of the given 0-based line indexes (only ever called for rejects)."""
-        starts = np.concatenate(([0], self.line_ends[:-1] + 1))
-        out = []
-        for i in idx.tolist():
-            raw = self.data[starts[i] : self.line_ends[i]]
-            out.append(raw[: RAW_LINE_CAP * 4].decode("utf-8", "replace")[:RAW_LINE_CAP])
-        return out
+    def raw_lines(self, idx: np.ndarray) -> pl.Series:
+        """The text of the given 0-based line indexes (rejects only), cut out of the buffer by Arrow.
+
+        Lines are capped at RAW_LINE_CAP characters; a line that is not valid UTF-8 (or whose byte cap
+        split a character) is decoded with replacement characters, in Python, in its chunk of 4096.
+        """
+        offsets = np.concatenate(([0], self.line_ends + 1)).astype(np.int64)
+        whole = pa.LargeBinaryArray.from_buffers(
+            pa.large_binary(), self.n_lines, [None, pa.py_buffer(offsets), pa.py_buffer(self.data)]
+        )
+        taken = pc.binary_slice(pc.binary_slice(whole.take(pa.array(idx, pa.int64())), 0, -1), 0, RAW_LINE_CAP * 4)
+        raw = pl.Series(values=taken, dtype=pl.Binary)
+        out = [pl.Series(dtype=pl.String)]
+        for lo in range(0, raw.len(), 4096):
+            chunk = raw.slice(lo, 4096)
+            try:
+                out.append(chunk.cast(pl.String))
+            except pl.exceptions.ComputeError:
+                out.append(pl.Series([b.decode("utf-8", "replace") for b in chunk.to_list()], dtype=pl.String))
+        return pl.concat(out).str.slice(0, RAW_LINE_CAP)
 
 
 def read_new_bytes(file: ArchiveFile, start: int, first_line: int, is_newest: bool) -> ByteRange:
@@ -243,7 +257,7 @@ def decode(rng: ByteRange) -> Decoded:
     suspicious[nonempty] = (arr[starts[nonempty]] != ord("{")) | (arr[last[nonempty]] != ord("}"))
     bad = np.flatnonzero(suspicious)
     good = np.flatnonzero(~suspicious)
-    buf, buf_ends = (_without(arr, starts, ends, bad), None) if bad.size else (rng.data, rng.line_ends)
+    buf, buf_ends = _without(rng.data, starts, ends, bad, good) if bad.size else (rng.data, rng.line_ends)
     parts: list[pl.DataFrame] = []
     failed: list[int] = []
     _decode_guarded(buf, buf_ends, good.size, schema, REQUIRED_OBJECTS[rng.file.kind], parts, failed)
@@ -295,18 +309,22 @@ def _decode_guarded(
     rest_idx = np.flatnonzero(~odd)
     rest: list[pl.DataFrame] = []
     rest_failed: list[int] = []
-    _read_all(_without(arr, starts, ends, odd_idx), None, rest_idx.size, schema, rest, rest_failed)
+    _read_all(*_without(buf, starts, ends, odd_idx, rest_idx), rest_idx.size, schema, rest, rest_failed)
     index = pl.Series(rest_idx, dtype=pl.Int64)
     parts.extend(df.with_columns(line_idx=index.gather(df["line_idx"])) for df in rest)
     failed.extend(rest_idx[rest_failed].tolist())
 
 
-def _without(arr: np.ndarray, starts: np.ndarray, ends: np.ndarray, lines: np.ndarray) -> bytes:
-    """The buffer without the given lines (a handful: the loop is over them, not over all lines)."""
-    keep = np.ones(arr.shape[0], dtype=bool)
-    for i in lines.tolist():
-        keep[starts[i] : ends[i] + 1] = False
-    return arr[keep].tobytes()
+def _without(
+    buf: bytes, starts: np.ndarray, ends: np.ndarray, drop: np.ndarray, keep: np.ndarray
+) -> tuple[bytes, np.ndarray]:
+    """The buffer without the lines ``drop`` (a handful: the loop is over them), and its line ends."""
+    view, pieces, pos = memoryview(buf), [], 0
+    for i in drop.tolist():
+        pieces.append(view[pos : starts[i]])
+        pos = int(ends[i]) + 1
+    pieces.append(view[pos:])
+    return b"".join(pieces), np.cumsum(ends[keep] - starts[keep] + 1) - 1
 
 
 def _read_all(
