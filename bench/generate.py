@@ -784,6 +784,22 @@ def _estimate_swing_lines(dates: list[date], nsym: int) -> int:
     return total
 
 
+MAX_TICKS_PER_HOUR = 35_000  # the contract's 20,000-50,000 lines an hour (section 8); --lines adds days beyond it
+
+
+def days_for_lines(lines: int, start: date, symbols: int, min_days: int = 8, dirt: bool = True) -> int:
+    """The calendar days an archive of ``lines`` lines spans at a real tick density.
+
+    Past the 8 days that hold every feature of the contract (v0 lines, the corrupt window, clean days),
+    a bigger archive is a longer one, not a denser one: a real day holds 100k-1M lines, so trade-date
+    partitions, and the memory that works on one, keep their real size however long the archive grows.
+    """
+    days = min_days
+    while ticks_per_hour_for_lines(lines, start, days, symbols, dirt) > MAX_TICKS_PER_HOUR:
+        days += 1
+    return days
+
+
 def ticks_per_hour_for_lines(lines: int, start: date, days: int, symbols: int, dirt: bool = True) -> int:
     """The ``ticks_per_hour`` that makes the archive about ``lines`` K1/K2 lines long."""
     dates = [start + timedelta(days=i) for i in range(days)]
@@ -1318,7 +1334,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.generate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="archive root to create")
     ap.add_argument("--start", type=date.fromisoformat, default=date(2026, 1, 22))
-    ap.add_argument("--days", type=int, default=8)
+    ap.add_argument("--days", type=int, help="calendar days (default 8; with --lines, as many as keep the tick rate "
+                    f"at most {MAX_TICKS_PER_HOUR:,} an hour)")
     ap.add_argument("--symbols", type=int, default=6)
     ap.add_argument("--ticks-per-hour", type=int, default=200)
     ap.add_argument("--seed", type=int, default=7)
@@ -1329,6 +1346,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, help="processes simulating trading days (default: auto)")
     args = ap.parse_args(argv)
     tph = args.ticks_per_hour
+    if args.days is None:
+        args.days = 8 if args.lines is None else days_for_lines(args.lines, args.start, args.symbols, dirt=not args.no_dirt)
     if args.lines is not None:
         tph = ticks_per_hour_for_lines(args.lines, args.start, args.days, args.symbols, not args.no_dirt)
     t0 = _time.perf_counter()
