@@ -83,8 +83,10 @@ def _beats(order: list[str]) -> pl.Expr:
 
 def _tick_volume(df: pl.DataFrame) -> pl.DataFrame:
     """Increase of the day's cumulative volume over the symbol's previous trade; null for the first."""
-    return df.sort("symbol", "acc_volume", "event_time").with_columns(
-        tick_volume=(pl.col("acc_volume") - pl.col("acc_volume").shift(1)).over("symbol")
+    return df.with_columns(
+        tick_volume=(pl.col("acc_volume") - pl.col("acc_volume").shift(1)).over(
+            "symbol", order_by=["acc_volume", "event_time"]
+        )
     )
 
 
@@ -160,6 +162,8 @@ def _recompute_tick_volume(
     pk: list[str],
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """tick_volume over the partition's winners; staged rows whose value changes become updates."""
+    if (staged is None or staged.height == 0) and updates.height == 0:
+        return _tick_volume(inserts), updates, pl.DataFrame(schema=SCALP_TICKS.polars_schema())  # a new partition
     ident = list(dict.fromkeys([*dk, "event_time"]))
     old = (
         staged.select([*ident, "tick_volume"])

@@ -131,9 +131,10 @@ class _Prepared:
     kind: Kind
     ranges: dict[str, scan.ByteRange]
     files: list[tuple[scan.ArchiveFile, scan.ByteRange, int, int]]  # file, range, bytes and lines consumed
-    rows: pl.DataFrame | None
-    decode_rejects: pl.DataFrame
-    bad: pl.DataFrame | None  # validation rejects
+    rows: pl.DataFrame | None  # one winning row per record of the unit, in this run's scope
+    duplicates: int  # copies that lost to another copy in the same unit
+    other_market: int  # rows left to the run of their own market
+    rejects: pl.DataFrame  # etl_rejects rows of the unit (source_file, line_number, reason, raw_line, ...)
     held_back: int
     lines_in_unit: int
     timings: Counter
@@ -368,53 +369,54 @@ class _Runner:
                 held_back += 1
             lines_in_unit += lines - (r.first_line - 1)
             files.append((r.file, rng, consumed, lines))
-        rows = bad = None
+        all_rejects = pl.concat(rejects).select("source_file", "source_line", "reason")
+        rows, dups, other = None, 0, 0
         if lines_in_unit:
             t = time.perf_counter()
             raw = pl.concat(raws, how="vertical_relaxed")
             rows, bad = normalize.NORMALIZERS[kind](raw.lazy(), self.ctx)
+            all_rejects = pl.concat([all_rejects, bad])
             timings["normalize"] += time.perf_counter() - t
-        decode_rejects = pl.concat(rejects).select("source_file", "source_line", "reason")
-        return _Prepared(unit, kind, ranges, files, rows, decode_rejects, bad, held_back, lines_in_unit, timings)
+            if self.opts.market is not None:
+                in_scope = rows.filter(pl.col("market") == self.opts.market)
+                rows, other = in_scope, rows.height - in_scope.height
+            t = time.perf_counter()
+            rows, dups = dedup.winners_in_batch(rows, TABLE_OF[kind])
+            timings["dedup"] += time.perf_counter() - t
+        reject_rows = self._reject_rows(all_rejects, ranges, kind.value)
+        return _Prepared(unit, kind, ranges, files, rows, dups, other, reject_rows, held_back, lines_in_unit, timings)
 
     def _finish(self, p: _Prepared) -> None:
         """Deduplicate, account, stage and load one prepared unit."""
         self.summary.stages.update(p.timings)
         counts = self.summary.kinds[p.kind.value]
         counts.held_back += p.held_back
-        if p.lines_in_unit == 0 or p.rows is None or p.bad is None:
+        if p.lines_in_unit == 0 or p.rows is None:
             return  # only held-back tails: nothing to commit, the manifest already says where to resume
         table = TABLE_OF[p.kind]
-        rows = p.rows
-        all_rejects = pl.concat([p.decode_rejects, p.bad])
-        rows_in_scope_before = rows.height
-        if self.opts.market is not None:
-            rows = rows.filter(pl.col("market") == self.opts.market)
-            counts.other_market += rows_in_scope_before - rows.height
+        batch = p.rows
+        counts.other_market += p.other_market
         with _timed(self.summary, "dedup"):
-            batch, dups_in_batch = dedup.winners_in_batch(rows, table)
             deltas = [
                 dedup.resolve_partition(self.staging, table, m, d, part)
                 for (m, d), part in batch.partition_by(table.partition_by, as_dict=True, maintain_order=True).items()
             ]
         loaded = sum(d.loaded for d in deltas)
-        dups = dups_in_batch + sum(d.duplicates for d in deltas)
+        dups = p.duplicates + sum(d.duplicates for d in deltas)
         counts.loaded += loaded
         counts.duplicates += dups
-        counts.rejected += all_rejects.height
-        counts.lines_read += all_rejects.height + loaded + dups
-        for reason, n in all_rejects.group_by("reason").len().iter_rows():
+        counts.rejected += p.rejects.height
+        counts.lines_read += p.rejects.height + loaded + dups
+        for reason, n in p.rejects.group_by("reason").len().iter_rows():
             self.summary.reasons[reason] += n
-        other = rows_in_scope_before - rows.height
-        if all_rejects.height + loaded + dups + other != p.lines_in_unit:
+        if p.rejects.height + loaded + dups + p.other_market != p.lines_in_unit:
             raise AssertionError(f"line accounting broke in {p.unit[0].file.rel}: this is a bug, please report it")
-        reject_rows = self._reject_rows(all_rejects, p.ranges, p.kind.value)
         wm = watermark_rows(
-            pl.concat([d.inserts for d in deltas] + [d.updates for d in deltas]) if deltas else rows.clear(),
+            pl.concat([d.inserts for d in deltas] + [d.updates for d in deltas]) if deltas else batch.clear(),
             table.source_type or p.kind.value, TIME_COL[p.kind], self.summary.run_id, self.ctx.etl_timestamp,
         )
         manifest_rows = [self._manifest_row(f, rng, consumed, lines) for f, rng, consumed, lines in p.files]
-        self._commit(deltas, reject_rows, wm, manifest_rows, universe=None, rereads=any(r.restart for r in p.unit))
+        self._commit(deltas, p.rejects, wm, manifest_rows, universe=None, rereads=any(r.restart for r in p.unit))
         self.progress.advance(len(p.unit), sum(len(r.data) for r in p.ranges.values()), p.lines_in_unit, loaded)
 
     def _manifest_row(self, f: scan.ArchiveFile, rng: scan.ByteRange, consumed: int, lines: int) -> dict[str, Any]:
