@@ -196,7 +196,7 @@ class Target:
             self._exec("PRAGMA journal_mode=WAL")
             self._exec(f"PRAGMA busy_timeout={busy_timeout_ms}")
             self._exec("PRAGMA synchronous=NORMAL")
-            self._exec("PRAGMA cache_size=-262144")  # 256 MiB of page cache: keyed inserts touch many pages
+            self._exec("PRAGMA cache_size=-65536")  # 64 MiB: a load inserts at a few hot places of the key order
 
     # -- plumbing ---------------------------------------------------------------------------------
     @contextmanager
