@@ -143,6 +143,9 @@ def byte_positions(arr: np.ndarray, *values: int, at_least: int | None = None) -
     out = []
     for off in range(0, arr.shape[0], _SCAN_BLOCK):
         block = arr[off : off + _SCAN_BLOCK]
+        if len(values) == 1 and at_least is None:
+            out.append(np.flatnonzero(block == values[0]) + off)
+            continue
         hit = np.zeros(block.shape[0], dtype=bool)
         for v in values:
             hit |= block == v
@@ -285,16 +288,15 @@ def _decode_guarded(
         ends = byte_positions(arr, 10)
     braces = byte_positions(arr, ord("{"))
     line_of = np.searchsorted(ends, braces)
-    is_value = (arr[np.maximum(braces - 2, 0)] == ord(":")) & (arr[np.maximum(braces - 1, 0)] == ord(" "))
+    is_value = (braces >= 2) & (_preceded_by(arr, braces, b": ") if braces.size else False)
     odd = np.bincount(line_of[~is_value], minlength=n)[:n] != 1
     for key in objects:
         pattern = f'"{key}": '.encode()
-        at = braces[is_value & (braces >= len(pattern))]
-        match = np.ones(at.shape[0], dtype=bool)
-        for j, byte in enumerate(pattern):
-            match &= arr[at - len(pattern) + j] == byte
-        odd |= np.bincount(np.searchsorted(ends, at[match]), minlength=n)[:n] != 1
-    odd[np.searchsorted(ends, byte_positions(arr, 0xC0, 0xC1, at_least=0xF5))] = True
+        sel = np.flatnonzero(is_value & (braces >= len(pattern)))
+        match = _preceded_by(arr, braces[sel], pattern)
+        odd |= np.bincount(line_of[sel[match]], minlength=n)[:n] != 1
+    if not buf.isascii():  # C speed; only then look for bytes that never occur in UTF-8
+        odd[np.searchsorted(ends, byte_positions(arr, 0xC0, 0xC1, at_least=0xF5))] = True
     if not odd.any():
         _read_all(buf, ends, n, schema, parts, failed)
         return
@@ -313,6 +315,34 @@ def _decode_guarded(
     index = pl.Series(rest_idx, dtype=pl.Int64)
     parts.extend(df.with_columns(line_idx=index.gather(df["line_idx"])) for df in rest)
     failed.extend(rest_idx[rest_failed].tolist())
+
+
+def _preceded_by(arr: np.ndarray, at: np.ndarray, pattern: bytes) -> np.ndarray:
+    """Whether the bytes just before each offset in ``at`` (all >= len(pattern)) equal ``pattern``.
+
+    Compared 8 bytes at a time through an overlapping little-endian uint64 view of the buffer: one gather
+    per 8 bytes instead of one per byte.
+    """
+    match = np.ones(at.shape[0], dtype=bool)
+    if arr.shape[0] < 8:
+        for j, byte in enumerate(pattern):
+            match &= arr[at - len(pattern) + j] == byte
+        return match
+    words = np.ndarray(shape=(arr.shape[0] - 7,), dtype="<u8", buffer=arr, strides=(1,))
+    for end in range(len(pattern), 0, -8):  # windows of 8 ending ``end`` bytes into the pattern
+        width = min(8, end)
+        want = int.from_bytes(pattern[end - width : end].rjust(8, b"\0"), "little")
+        mask = (1 << 64) - 1 if width == 8 else ((1 << (8 * width)) - 1) << (8 * (8 - width))
+        start = at - len(pattern) + end - 8  # the window's first byte; may be < 0 only when width < 8
+        ok = start >= 0
+        got = np.zeros(at.shape[0], dtype="<u8")
+        got[ok] = words[start[ok]]
+        if width < 8:  # short window near the buffer start: assemble it byte by byte
+            for j in range(width):
+                pos = at[~ok] - len(pattern) + end - width + j
+                got[~ok] |= arr[pos].astype("<u8") << np.uint64(8 * (8 - width + j))
+        match &= (got & np.uint64(mask)) == np.uint64(want)
+    return match
 
 
 def _without(
