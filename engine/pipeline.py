@@ -129,8 +129,8 @@ class _Prepared:
 
     unit: list[_Read]
     kind: Kind
-    ranges: dict[str, scan.ByteRange]
-    files: list[tuple[scan.ArchiveFile, scan.ByteRange, int, int]]  # file, range, bytes and lines consumed
+    manifest_rows: list[dict[str, Any]]  # the unit's files as the manifest will record them (commit_seq aside)
+    nbytes: int  # new bytes read (the raw bytes themselves are released once the unit is prepared)
     rows: pl.DataFrame | None  # one winning row per record of the unit, in this run's scope
     duplicates: int  # copies that lost to another copy in the same unit
     other_market: int  # rows left to the run of their own market
@@ -384,7 +384,11 @@ class _Runner:
             rows, dups = dedup.winners_in_batch(rows, TABLE_OF[kind])
             timings["dedup"] += time.perf_counter() - t
         reject_rows = self._reject_rows(all_rejects, ranges, kind.value)
-        return _Prepared(unit, kind, ranges, files, rows, dups, other, reject_rows, held_back, lines_in_unit, timings)
+        manifest_rows = [self._manifest_row(f, rng, consumed, lines) for f, rng, consumed, lines in files]
+        nbytes = sum(len(r.data) for r in ranges.values())
+        return _Prepared(
+            unit, kind, manifest_rows, nbytes, rows, dups, other, reject_rows, held_back, lines_in_unit, timings
+        )
 
     def _finish(self, p: _Prepared) -> None:
         """Deduplicate, account, stage and load one prepared unit."""
@@ -415,9 +419,9 @@ class _Runner:
             pl.concat([d.inserts for d in deltas] + [d.updates for d in deltas]) if deltas else batch.clear(),
             table.source_type or p.kind.value, TIME_COL[p.kind], self.summary.run_id, self.ctx.etl_timestamp,
         )
-        manifest_rows = [self._manifest_row(f, rng, consumed, lines) for f, rng, consumed, lines in p.files]
+        manifest_rows = [{**row, "commit_seq": self.seq + 1} for row in p.manifest_rows]
         self._commit(deltas, p.rejects, wm, manifest_rows, universe=None, rereads=any(r.restart for r in p.unit))
-        self.progress.advance(len(p.unit), sum(len(r.data) for r in p.ranges.values()), p.lines_in_unit, loaded)
+        self.progress.advance(len(p.unit), p.nbytes, p.lines_in_unit, loaded)
 
     def _manifest_row(self, f: scan.ArchiveFile, rng: scan.ByteRange, consumed: int, lines: int) -> dict[str, Any]:
         fp_len = min(consumed, scan.FINGERPRINT_BYTES)
@@ -426,7 +430,7 @@ class _Runner:
         return {
             "path": f.rel, "kind": f.kind.value, "size": rng.start + len(rng.data) + len(rng.tail),
             "mtime_ns": f.mtime_ns, "consumed_bytes": consumed, "lines_consumed": lines, "fp_len": fp_len,
-            "fp_hash": fp_hash, "content_hash": None, "run_id": self.summary.run_id, "commit_seq": self.seq + 1,
+            "fp_hash": fp_hash, "content_hash": None, "run_id": self.summary.run_id,
         }
 
     def _reject_rows(self, rejects: pl.DataFrame, ranges: dict[str, scan.ByteRange], source_type: str) -> pl.DataFrame:
