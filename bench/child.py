@@ -93,8 +93,12 @@ def parse_floor(args: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": seconds, "files": len(files), "rows": rows, "bytes": nbytes, "cleaned_files": cleaned}
 
 
-def _staged_arrow(staging: Path) -> list[tuple[str, Any]]:
-    """The clean rows a run staged (scalp ticks, swing snapshots), as Arrow tables of the target schema."""
+def _staged_arrow(staging: Path, dialect: str) -> list[tuple[str, Any]]:
+    """The clean rows a run staged (scalp ticks, swing snapshots), as the engine sends them to ``dialect``.
+
+    The same wire format as the engine's ingest (``Table.wire_table``: SQLite gets dates and times as text,
+    formatted by Polars), so the floor is the fastest ingest of these rows, not the driver's default one.
+    """
     import polars as pl
 
     from schemas.tables import SCALP_TICKS, SWING_SNAPSHOTS
@@ -106,15 +110,15 @@ def _staged_arrow(staging: Path) -> list[tuple[str, Any]]:
             continue
         df = pl.read_parquet(base / "**" / "*.parquet", hive_partitioning=True)
         df = df.with_columns(pl.col("trade_date").cast(pl.Date), pl.col("market").cast(pl.String))
-        out.append((table.name, df.select(table.column_names).to_arrow().cast(table.arrow_schema())))
+        out.append((table.name, table.wire_table(df, dialect)))  # type: ignore[arg-type]
     return out
 
 
 def ingest_floor(args: dict[str, Any]) -> dict[str, Any]:
     """``adbc_ingest(mode='create')`` of the staged rows into a fresh database: no key, no index, one commit."""
-    tables = _staged_arrow(Path(args["staging"]))
-    rows = sum(t.num_rows for _, t in tables)
     target = args["target"]
+    tables = _staged_arrow(Path(args["staging"]), "sqlite" if target.startswith("sqlite:") else "postgresql")
+    rows = sum(t.num_rows for _, t in tables)
     # Autocommit plus an explicit transaction, as the engine's Target does.
     if target.startswith("sqlite:"):
         import adbc_driver_sqlite.dbapi as driver
