@@ -407,11 +407,9 @@ class Target:
         df = df.select(columns if columns is not None else table.column_names)
         if self.dialect == "postgresql":
             # PostgreSQL text cannot hold NUL (0x00): keep the rest of the value, e.g. a reject's raw line.
-            nul = [
-                c.name
-                for c in table.columns
-                if c.type == "text" and c.name in df.columns and bool(df[c.name].str.contains("\x00", literal=True).any())
-            ]
+            text = [c.name for c in table.columns if c.type == "text" and c.name in df.columns]
+            has_nul = df.select(pl.col(text).str.contains("\x00", literal=True).any()).row(0) if df.height else ()
+            nul = [name for name, hit in zip(text, has_nul) if hit]
             if nul:
                 df = df.with_columns(pl.col(nul).str.replace_all("\x00", "\ufffd", literal=True))
         return table.wire_table(df, self.dialect, columns)

@@ -108,7 +108,14 @@ class Table:
         if dialect != "sqlite":
             return df.to_arrow().cast(self.arrow_schema(names))
         fmt = {n: SQLITE_TEXT_FORMAT[cols[n].type] for n in names if cols[n].type in SQLITE_TEXT_FORMAT}
-        df = df.with_columns(pl.col(n).cast(_POLARS[cols[n].type]).dt.strftime(f) for n, f in fmt.items())
+        exprs = []
+        for n, f in fmt.items():
+            col = df[n].cast(_POLARS[cols[n].type])
+            if col.len() > 1 and col.null_count() == 0 and col.min() == col.max():  # etl_timestamp, trade_date
+                exprs.append(pl.repeat(col.head(1).dt.strftime(f).item(), df.height, dtype=pl.String).alias(n))
+            else:
+                exprs.append(col.dt.strftime(f).alias(n))
+        df = df.with_columns(exprs)
         return df.to_arrow().cast(
             pa.schema([pa.field(n, pa.string() if n in fmt else _ARROW[cols[n].type], cols[n].nullable) for n in names])
         )
