@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -192,11 +193,15 @@ class Target:
         except Exception as exc:  # noqa: BLE001 - driver errors become one sentence
             raise TargetError(f"cannot connect to {target.redacted}: {_message(exc)}") from None
         self.cur = self.conn.cursor()
+        self._checkpointer: _Checkpointer | None = None
         if self.dialect == "sqlite":
             self._exec("PRAGMA journal_mode=WAL")
             self._exec(f"PRAGMA busy_timeout={busy_timeout_ms}")
             self._exec("PRAGMA synchronous=NORMAL")
             self._exec("PRAGMA cache_size=-65536")  # 64 MiB: a load inserts at a few hot places of the key order
+            self._checkpointer = _Checkpointer.start(driver, str(target.path), busy_timeout_ms)
+            if self._checkpointer is not None:
+                self._exec("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it, after each commit
 
     # -- plumbing ---------------------------------------------------------------------------------
     @contextmanager
@@ -238,6 +243,8 @@ class Target:
         return f"temp.{name}" if self.dialect == "sqlite" else name
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         try:
             self.cur.close()
             self.conn.close()
@@ -250,6 +257,8 @@ class Target:
         try:
             yield
             self._exec("COMMIT")
+            if self._checkpointer is not None:
+                self._checkpointer.poke()
         except BaseException:
             try:
                 self.cur.execute("ROLLBACK")
@@ -564,6 +573,58 @@ class Target:
 
     def count(self, name: str) -> int:
         return int(self._exec(f"SELECT count(*) FROM {name}")[0][0])
+
+
+class _Checkpointer:
+    """Copies committed WAL pages into an SQLite database file on a thread and connection of its own.
+
+    With SQLite's automatic checkpoint, the COMMIT that pushes the WAL past its limit also copies every
+    page the unit wrote into the database file (and fsyncs it), on the loading thread. Here COMMIT only
+    appends to the WAL; a PASSIVE checkpoint, which never blocks the writer, runs beside the next unit's
+    work. Checkpoints are always safe to interrupt: a kill -9 leaves a WAL that the next open replays.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self.conn, self.cur = conn, conn.cursor()
+        self.wake, self.stopping = threading.Event(), False
+        self.thread = threading.Thread(target=self._loop, name="wal-checkpoint", daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def start(cls, driver: Any, path: str, busy_timeout_ms: int) -> _Checkpointer | None:
+        try:
+            conn = driver.connect(path, autocommit=True)
+            cur = conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+            cur.close()
+        except Exception:  # noqa: BLE001 - without it, SQLite's own auto-checkpoint stays on
+            return None
+        return cls(conn)
+
+    def _loop(self) -> None:
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            if self.stopping:
+                return
+            try:
+                self.cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self.cur.fetchall()
+            except Exception:  # noqa: BLE001 - a skipped checkpoint only leaves a longer WAL for the next
+                pass
+
+    def poke(self) -> None:
+        self.wake.set()
+
+    def close(self) -> None:
+        self.stopping = True
+        self.wake.set()
+        self.thread.join()
+        try:
+            self.cur.close()
+            self.conn.close()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _sqlite_affinity(declared: str) -> str:
