@@ -245,11 +245,7 @@ class Target:
     def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.close()
-        try:
-            self.cur.close()
-            self.conn.close()
-        except Exception:  # noqa: BLE001
-            pass
+        _close_quietly(self.cur, self.conn)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -620,11 +616,16 @@ class _Checkpointer:
         self.stopping = True
         self.wake.set()
         self.thread.join()
-        try:
-            self.cur.close()
-            self.conn.close()
-        except Exception:  # noqa: BLE001
-            pass
+        _close_quietly(self.cur, self.conn)
+
+
+def _close_quietly(cur: Any, conn: Any) -> None:
+    """Close an ADBC cursor and connection whose errors no longer matter (the connection may be gone)."""
+    try:
+        cur.close()
+        conn.close()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _sqlite_affinity(declared: str) -> str:
