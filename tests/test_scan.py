@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from engine import scan
 from tests.support import tick, write_lines
 
@@ -39,3 +43,46 @@ def test_clean_and_odd_lines_keep_their_numbers(tmp_path: Path) -> None:
     dec = decode_file(path, tmp_path / "a")
     assert dec.rejects.rows() == [(1, "invalid_json"), (2, "invalid_json"), (3, "not_an_object"), (5, "invalid_json")]
     assert dec.rows["line_idx"].to_list() == [0, 4]
+
+
+PATTERNS = [b": ", b'"price": ', b'"bid_ask": ', b'"volume": ', b"{", b'"a_very_long_key_name": ']
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_pattern_match_through_the_word_view_equals_bytewise(data) -> None:  # type: ignore[no-untyped-def]
+    """The decode guess compares 8 bytes at a time through an overlapping view; it must equal a byte compare.
+
+    Buffers are made of the pattern, pieces of it with one byte changed, and its own bytes, so that
+    near misses at every position of the pattern are common.
+    """
+    pattern = data.draw(st.sampled_from(PATTERNS))
+    near = [pattern[:i] + b"#" + pattern[i + 1 :] for i in range(len(pattern))]
+    pieces = st.sampled_from([pattern, *near, *(bytes([b]) for b in pattern)])
+    buf = b"".join(data.draw(st.lists(pieces, max_size=12)))
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    at = np.array(
+        sorted(data.draw(st.sets(st.integers(len(pattern), len(buf))))) if len(buf) >= len(pattern) else [],
+        dtype=np.int64,
+    )
+    want = [buf[i - len(pattern) : i] == pattern for i in at.tolist()]
+    assert scan._preceded_by(arr, at, pattern).tolist() == want
+
+
+def test_raw_lines_cut_by_arrow_equal_python_decoding() -> None:
+    """Rejects' raw lines: invalid UTF-8 replaced, CRs kept, long lines capped at RAW_LINE_CAP characters."""
+    lines = [
+        b'{"a": 1}',
+        b"\xff\xfe not utf-8",
+        "한글".encode() * 3000,  # capped in bytes first: the cut may split a character
+        b"x" * 9000,
+        b"",
+        b"crlf\r",
+        b'{"b": "\xc3"}',
+    ] * 2000
+    data = b"\n".join(lines) + b"\n"
+    ends = scan.byte_positions(np.frombuffer(data, dtype=np.uint8), 10)
+    rng = scan.ByteRange(None, 0, len(data), 1, data, ends, b"", False)  # type: ignore[arg-type]
+    idx = np.arange(0, len(lines), 3)
+    cap = scan.RAW_LINE_CAP
+    assert rng.raw_lines(idx).to_list() == [lines[i][: cap * 4].decode("utf-8", "replace")[:cap] for i in idx]
