@@ -187,7 +187,8 @@ class Target:
             else:
                 import adbc_driver_postgresql.dbapi as driver
 
-                self.conn = driver.connect(target.conninfo or _pg_uri(target.url), autocommit=True)
+                assert target.conninfo is not None  # parse_target always sets it for PostgreSQL
+                self.conn = driver.connect(target.conninfo, autocommit=True)
         except TargetError:
             raise
         except Exception as exc:  # noqa: BLE001 - driver errors become one sentence
@@ -239,8 +240,14 @@ class Target:
         is_text = next(c.type for c in table.columns if c.name == col) == "text"
         return f'{expr} COLLATE "C"' if is_text and self.dialect == "postgresql" else expr
 
-    def _tmp_name(self, name: str) -> str:
-        return f"temp.{name}" if self.dialect == "sqlite" else name
+    @contextmanager
+    def _temp_table(self, table: Table, df: pl.DataFrame, columns: list[str] | None = None) -> Iterator[str]:
+        """``df`` (of ``table``'s columns) in a temporary table for set-based SQL; its name, dropped after."""
+        tmp = f"etl_tmp_{table.name}_{next(_tmp_counter)}"
+        self._ingest(tmp, self._arrow(table, df, columns), mode="create", temporary=True)
+        src = f"temp.{tmp}" if self.dialect == "sqlite" else tmp
+        yield src
+        self._exec(f"DROP TABLE {src}")
 
     def close(self) -> None:
         if self._checkpointer is not None:
@@ -430,14 +437,10 @@ class Target:
         """Delete rows by primary key (a tick whose winning copy moved its key)."""
         if keys.height == 0:
             return 0
-        tmp = f"etl_tmp_del_{table.name}_{next(_tmp_counter)}"
-        self._ingest(tmp, self._arrow(table, keys, list(table.key)), mode="create", temporary=True)
-        src = self._tmp_name(tmp)
-        on = " AND ".join(f"{self._bytewise(f's.{k}', table, k)} = {table.name}.{k}" for k in table.key)
-        self._exec(f"DELETE FROM {table.name} WHERE EXISTS (SELECT 1 FROM {src} s WHERE {on})")
-        deleted = self._changes()
-        self._exec(f"DROP TABLE {src}")
-        return deleted
+        with self._temp_table(table, keys, list(table.key)) as src:
+            on = " AND ".join(f"{self._bytewise(f's.{k}', table, k)} = {table.name}.{k}" for k in table.key)
+            self._exec(f"DELETE FROM {table.name} WHERE EXISTS (SELECT 1 FROM {src} s WHERE {on})")
+            return self._changes()
 
     def upsert(self, table: Table, df: pl.DataFrame) -> tuple[int, int]:
         """Insert or replace rows by key: (inserted, updated).
@@ -448,9 +451,11 @@ class Target:
         """
         if df.height == 0:
             return 0, 0
-        tmp = f"etl_tmp_{table.name}_{next(_tmp_counter)}"
-        self._ingest(tmp, self._arrow(table, df), mode="create", temporary=True)
-        src = self._tmp_name(tmp)
+        with self._temp_table(table, df) as src:
+            return self._upsert_from(table, src, df.height)
+
+    def _upsert_from(self, table: Table, src: str, n: int) -> tuple[int, int]:
+        """upsert of the ``n`` rows staged in temporary table ``src``."""
         on = " AND ".join(f"{self._bytewise(f's.{k}', table, k)} = t.{k}" for k in table.key)
         existing = int(self._exec(f"SELECT count(*) FROM {src} s JOIN {table.name} t ON {on}")[0][0])
         cols = ", ".join(table.column_names)
@@ -467,8 +472,7 @@ class Target:
             f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {sets}{guard}"
         )
         changed = self._changes()
-        self._exec(f"DROP TABLE {src}")
-        inserted = df.height - existing
+        inserted = n - existing
         return inserted, changed - inserted
 
     def _changes(self) -> int:
@@ -497,24 +501,21 @@ class Target:
         """Move (source_type, market) watermarks forward, never back."""
         if df.height == 0:
             return
-        tmp = f"etl_tmp_wm_{next(_tmp_counter)}"
         t = ETL_WATERMARK
-        self._ingest(tmp, self._arrow(t, df), mode="create", temporary=True)
-        src = self._tmp_name(tmp)
         cols = ", ".join(t.column_names)
 
         def newer(c: str) -> str:
             new, old = self._bytewise(f"excluded.{c}", t, c), self._bytewise(f"{t.name}.{c}", t, c)
             return f"CASE WHEN {t.name}.{c} IS NULL OR {new} > {old} THEN excluded.{c} ELSE {t.name}.{c} END"
 
-        self._exec(
-            f"INSERT INTO {t.name} ({cols}) SELECT {cols} FROM {src} WHERE true "
-            f"ON CONFLICT (source_type, market) DO UPDATE SET "
-            f"last_processed_ts = {newer('last_processed_ts')}, "
-            f"last_processed_file = {newer('last_processed_file')}, "
-            f"run_id = excluded.run_id, updated_at = excluded.updated_at"
-        )
-        self._exec(f"DROP TABLE {src}")
+        with self._temp_table(t, df) as src:
+            self._exec(
+                f"INSERT INTO {t.name} ({cols}) SELECT {cols} FROM {src} WHERE true "
+                f"ON CONFLICT (source_type, market) DO UPDATE SET "
+                f"last_processed_ts = {newer('last_processed_ts')}, "
+                f"last_processed_file = {newer('last_processed_file')}, "
+                f"run_id = excluded.run_id, updated_at = excluded.updated_at"
+            )
 
     # -- runs -------------------------------------------------------------------------------------
     def start_run(self, run_id: str, scope: str, source: str, started_at: datetime) -> None:
@@ -647,10 +648,6 @@ def _ts_param(dialect: Dialect, ts: datetime) -> str:
     if dialect == "sqlite":
         return ts.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds")
     return ts.isoformat()
-
-
-def _pg_uri(url: str) -> str:
-    return "postgresql://" + url.split("://", 1)[1] if url.startswith("postgres://") else url
 
 
 # Driver/libpq wrapping around the message proper, e.g. 'IO: [libpq] Failed to execute COPY statement:

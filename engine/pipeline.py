@@ -122,6 +122,10 @@ class _Read:
     first_line: int
     restart: bool
 
+    @property
+    def new_bytes(self) -> int:
+        return self.file.size - self.start
+
 
 @dataclass
 class _Prepared:
@@ -129,7 +133,7 @@ class _Prepared:
 
     unit: list[_Read]
     kind: Kind
-    manifest_rows: list[dict[str, Any]]  # the unit's files as the manifest will record them (commit_seq aside)
+    manifest_rows: list[dict[str, Any]]  # the unit's files as the manifest will record them
     nbytes: int  # new bytes read (the raw bytes themselves are released once the unit is prepared)
     rows: pl.DataFrame | None  # one winning row per record of the unit, in this run's scope
     duplicates: int  # copies that lost to another copy in the same unit
@@ -242,7 +246,7 @@ LOOKAHEAD_BYTES = UNIT_BYTES  # new bytes prepared ahead of the unit being loade
 
 
 def _new_bytes(unit: list[_Read]) -> int:
-    return sum(r.file.size - r.start for r in unit)
+    return sum(r.new_bytes for r in unit)
 
 
 def _cap(unit: list[_Read], limit: int) -> list[list[_Read]]:
@@ -250,12 +254,11 @@ def _cap(unit: list[_Read], limit: int) -> list[list[_Read]]:
     out: list[list[_Read]] = [[]]
     size = 0
     for r in sorted(unit, key=lambda r: r.file.rel):
-        n = r.file.size - r.start
-        if out[-1] and size + n > limit:
+        if out[-1] and size + r.new_bytes > limit:
             out.append([])
             size = 0
         out[-1].append(r)
-        size += n
+        size += r.new_bytes
     return out
 
 
@@ -309,7 +312,7 @@ class _Runner:
 
     def run(self) -> None:
         reads, docs, newest = self._plan()
-        self.progress.plan(len(reads) + len(docs), sum(r.file.size - r.start for r in reads))
+        self.progress.plan(len(reads) + len(docs), _new_bytes(reads))
         units: dict[tuple[date, str], list[_Read]] = defaultdict(list)
         for r in reads:
             units[(r.file.file_date, r.file.kind.value)].append(r)
@@ -345,8 +348,8 @@ class _Runner:
         """Extract and normalize one unit; pure (touches no staged, manifest or database state)."""
         kind = unit[0].file.kind
         timings: Counter = Counter()
-        raws, rejects, files, ranges = [], [], [], {}
-        held_back = lines_in_unit = 0
+        raws, rejects, manifest_rows, ranges = [], [], [], {}
+        held_back = lines_in_unit = nbytes = 0
         for r in unit:
             t = time.perf_counter()
             rng = scan.read_new_bytes(r.file, r.start, r.first_line, r.file.rel in newest)
@@ -368,7 +371,8 @@ class _Runner:
             elif rng.tail:
                 held_back += 1
             lines_in_unit += lines - (r.first_line - 1)
-            files.append((r.file, rng, consumed, lines))
+            nbytes += len(rng.data)
+            manifest_rows.append(self._manifest_row(r.file, rng, consumed, lines))
         all_rejects = pl.concat(rejects).select("source_file", "source_line", "reason")
         rows, dups, other = None, 0, 0
         if lines_in_unit:
@@ -384,8 +388,6 @@ class _Runner:
             rows, dups = dedup.winners_in_batch(rows, TABLE_OF[kind])
             timings["dedup"] += time.perf_counter() - t
         reject_rows = self._reject_rows(all_rejects, ranges, kind.value)
-        manifest_rows = [self._manifest_row(f, rng, consumed, lines) for f, rng, consumed, lines in files]
-        nbytes = sum(len(r.data) for r in ranges.values())
         return _Prepared(
             unit, kind, manifest_rows, nbytes, rows, dups, other, reject_rows, held_back, lines_in_unit, timings
         )
@@ -419,8 +421,7 @@ class _Runner:
             pl.concat([d.inserts for d in deltas] + [d.updates for d in deltas]) if deltas else batch.clear(),
             table.source_type or p.kind.value, TIME_COL[p.kind], self.summary.run_id, self.ctx.etl_timestamp,
         )
-        manifest_rows = [{**row, "commit_seq": self.seq + 1} for row in p.manifest_rows]
-        self._commit(deltas, p.rejects, wm, manifest_rows, universe=None, rereads=any(r.restart for r in p.unit))
+        self._commit(deltas, p.rejects, wm, p.manifest_rows, universe=None, rereads=any(r.restart for r in p.unit))
         self.progress.advance(len(p.unit), p.nbytes, p.lines_in_unit, loaded)
 
     def _manifest_row(self, f: scan.ArchiveFile, rng: scan.ByteRange, consumed: int, lines: int) -> dict[str, Any]:
@@ -461,7 +462,7 @@ class _Runner:
         row = {
             "path": f.rel, "kind": f.kind.value, "size": len(data), "mtime_ns": f.mtime_ns,
             "consumed_bytes": len(data), "lines_consumed": 0, "fp_len": 0, "fp_hash": None,
-            "content_hash": content_hash, "run_id": self.summary.run_id, "commit_seq": self.seq + 1,
+            "content_hash": content_hash, "run_id": self.summary.run_id,
         }
         if known.height and known["content_hash"][0] == content_hash:
             return  # touched but unchanged: nothing to load
@@ -542,7 +543,9 @@ class _Runner:
             for t, m, d, content in writes:
                 write_part(self.staging, t, m, d, content, commit.run_id, commit.seq)
             _crash_point("parts_written", self.seq)
-            new_rows = pl.DataFrame(manifest_rows, schema=manifest.MANIFEST_SCHEMA)
+            new_rows = pl.DataFrame(
+                [{**row, "commit_seq": self.seq} for row in manifest_rows], schema=manifest.MANIFEST_SCHEMA
+            )
             self.manifest = pl.concat(
                 [self.manifest.join(new_rows.select("path"), on="path", how="anti"), new_rows]
             ).sort("path")
