@@ -176,6 +176,7 @@ class Target:
     def __init__(self, target: TargetURL, busy_timeout_ms: int = 120_000) -> None:
         self.target = target
         self.dialect: Dialect = target.dialect
+        self._checkpointer: _Checkpointer | None = None
         try:
             if self.dialect == "sqlite":
                 import adbc_driver_sqlite.dbapi as driver
@@ -189,17 +190,18 @@ class Target:
 
                 assert target.conninfo is not None  # parse_target always sets it for PostgreSQL
                 self.conn = driver.connect(target.conninfo, autocommit=True)
+            self.cur = self.conn.cursor()
+            if self.dialect == "sqlite":
+                # The busy timeout first: switching a new file to WAL waits for a run starting beside this one.
+                self._exec(f"PRAGMA busy_timeout={busy_timeout_ms}")
+                self._exec("PRAGMA journal_mode=WAL")
+                self._exec("PRAGMA synchronous=NORMAL")
+                self._exec("PRAGMA cache_size=-65536")  # 64 MiB: a load inserts at a few hot places of the key order
         except TargetError:
             raise
         except Exception as exc:  # noqa: BLE001 - driver errors become one sentence
             raise TargetError(f"cannot connect to {target.redacted}: {_message(exc)}") from None
-        self.cur = self.conn.cursor()
-        self._checkpointer: _Checkpointer | None = None
         if self.dialect == "sqlite":
-            self._exec("PRAGMA journal_mode=WAL")
-            self._exec(f"PRAGMA busy_timeout={busy_timeout_ms}")
-            self._exec("PRAGMA synchronous=NORMAL")
-            self._exec("PRAGMA cache_size=-65536")  # 64 MiB: a load inserts at a few hot places of the key order
             self._checkpointer = _Checkpointer.start(driver, str(target.path), busy_timeout_ms)
             if self._checkpointer is not None:
                 self._exec("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it, after each commit
