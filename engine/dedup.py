@@ -101,16 +101,15 @@ def resolve_partition(
     is_ticks = table is SCALP_TICKS
     files = part_files(partition_dir(staging, table, market, day))
     cols = table.column_names
-    stored = [c for c in dict.fromkeys([*pk, *order, *(["time_source", "tick_volume"] if is_ticks else [])])]
-    staged = (
-        with_dedup_key(read_partition(staging, table, market, day, stored), table)
-        if files
-        else None
-    )
+    stored = list(dict.fromkeys([*pk, *order, *(["time_source", "tick_volume"] if is_ticks else [])]))
+    full_partition = cache(partial(_full_partition, staging, table, market, day))  # read at most once
+    compact = len(files) + 1 >= compact_at  # the partition is rewritten whole: read it whole, once
+    staged = full_partition().select(stored) if files and compact else read_partition(staging, table, market, day, stored)
+    staged = with_dedup_key(staged, table)
     batch = with_dedup_key(batch, table)
     deletes = pl.DataFrame(schema=table.polars_schema(list(table.key)))
 
-    if staged is None or staged.height == 0:
+    if staged.height == 0:
         inserts, updates, dups = batch, batch.clear(), 0
     else:
         moved_pk = [c for c in pk if c not in dk]  # primary-key columns that may differ between copies
@@ -128,7 +127,6 @@ def resolve_partition(
             )
         updates = better
     loaded = inserts.height + updates.height
-    full_partition = cache(partial(_full_partition, staging, table, market, day))  # read at most once
     neighbours = pl.DataFrame(schema=table.polars_schema())
     if is_ticks:
         inserts, updates, neighbours = _recompute_tick_volume(full_partition, staged, inserts, updates, dk, pk)
@@ -138,7 +136,7 @@ def resolve_partition(
 
     rewrite: pl.DataFrame | None = None
     obsolete: list[Path] = []
-    if files and (all_updates.height or len(files) + 1 >= compact_at):
+    if files and (all_updates.height or compact):
         full = with_dedup_key(full_partition(), table)
         replaced = with_dedup_key(all_updates, table).select(dk)
         rest = full.join(replaced, on=dk, how="anti", nulls_equal=True).select(cols)
@@ -155,22 +153,17 @@ def _full_partition(staging: Path, table: Table, market: str, day: date) -> pl.D
 
 def _recompute_tick_volume(
     full_partition: Callable[[], pl.DataFrame],
-    staged: pl.DataFrame | None,
+    staged: pl.DataFrame,
     inserts: pl.DataFrame,
     updates: pl.DataFrame,
     dk: list[str],
     pk: list[str],
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """tick_volume over the partition's winners; staged rows whose value changes become updates."""
-    if (staged is None or staged.height == 0) and updates.height == 0:
-        return _tick_volume(inserts), updates, pl.DataFrame(schema=SCALP_TICKS.polars_schema())  # a new partition
+    if staged.height == 0:  # a new partition (nothing staged, so nothing updated either)
+        return _tick_volume(inserts), updates, pl.DataFrame(schema=SCALP_TICKS.polars_schema())
     ident = list(dict.fromkeys([*dk, "event_time"]))
-    old = (
-        staged.select([*ident, "tick_volume"])
-        if staged is not None
-        else inserts.clear().select([*ident, "tick_volume"])
-    )
-    kept = old.join(updates.select(dk), on=dk, how="anti", nulls_equal=True)
+    kept = staged.select([*ident, "tick_volume"]).join(updates.select(dk), on=dk, how="anti", nulls_equal=True)
     every = pl.concat([kept.select(ident), inserts.select(ident), updates.select(ident)])
     tv = _tick_volume(every).select([*dk, "tick_volume"])
     inserts = inserts.drop("tick_volume").join(tv, on=dk, how="left", nulls_equal=True)

@@ -21,6 +21,7 @@ from schemas.records import (
     TEST_SESSION_PREFIXES,
     TEST_SESSIONS,
     TEST_SOURCES,
+    TEST_SYMBOL_PREFIXES,
     Kind,
 )
 from schemas.tables import MARKET_UNIVERSE, SCALP_TICKS, SCHEMA_VERSION, SWING_SNAPSHOTS
@@ -58,7 +59,8 @@ def _is_test_row(source: str, session: str) -> pl.Expr:
         cond = cond | sess.str.starts_with(prefix)
     for key in TEST_MARKER_KEYS:
         cond = cond | pl.col(key).is_not_null()
-    cond = cond | pl.col("symbol").str.starts_with("TEST")
+    for prefix in TEST_SYMBOL_PREFIXES:
+        cond = cond | pl.col("symbol").str.starts_with(prefix)
     return cond.fill_null(False)
 
 
@@ -67,7 +69,8 @@ def _not_int(x: pl.Expr) -> pl.Expr:
     return (x.is_not_null() & ((x != x.floor()) | (x.abs() > _MAX_EXACT) | x.is_nan())).fill_null(False)
 
 
-def _bad_optional_price(x: pl.Expr) -> pl.Expr:
+def _bad_count(x: pl.Expr) -> pl.Expr:
+    """Present but not a non-negative integer (an optional price, a volume, a trade value)."""
     return _not_int(x) | (x < 0).fill_null(False)
 
 
@@ -153,15 +156,9 @@ def normalize_scalp(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
             "bad_price",
             _not_int(pl.col("_price"))
             | (pl.col("_price") <= 0).fill_null(False)
-            | pl.any_horizontal(_bad_optional_price(pl.col(c)) for c in ("_open", "_high", "_low", "_ask", "_bid")),
+            | pl.any_horizontal(_bad_count(pl.col(c)) for c in ("_open", "_high", "_low", "_ask", "_bid")),
         ),
-        (
-            "bad_volume",
-            _not_int(pl.col("_acc"))
-            | (pl.col("_acc") < 0).fill_null(False)
-            | _not_int(pl.col("_value"))
-            | (pl.col("_value") < 0).fill_null(False),
-        ),
+        ("bad_volume", _bad_count(pl.col("_acc")) | _bad_count(pl.col("_value"))),
     ]
     df = df.with_columns(reason=_reason(chain))
     kst_recv = pl.col("recv_time").dt.convert_time_zone(KST)
@@ -214,10 +211,10 @@ def normalize_swing(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
             _not_int(pl.col("_close"))
             | (pl.col("_close") <= 0).fill_null(False)
             | pl.any_horizontal(
-                _bad_optional_price(pl.col(c)) for c in ("_open", "_high", "_low", "bid_price", "ask_price")
+                _bad_count(pl.col(c)) for c in ("_open", "_high", "_low", "bid_price", "ask_price")
             ),
         ),
-        ("bad_volume", _not_int(pl.col("volume")) | (pl.col("volume") < 0).fill_null(False)),
+        ("bad_volume", _bad_count(pl.col("volume"))),
     ]
     df = df.with_columns(reason=_reason(chain))
     df = _assign_market(df, ctx, record_market="market")

@@ -11,7 +11,6 @@ from datetime import date, time
 
 import polars as pl
 
-QUALITY_FLAGS = ("normal", "degraded", "out_of_hours", "non_trading_day")
 SESSION_OPEN = time(9, 0)
 SESSION_CLOSE = time(15, 30)
 

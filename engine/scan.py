@@ -274,7 +274,7 @@ def decode(rng: ByteRange) -> Decoded:
 
 
 def _decode_guarded(
-    buf: bytes, ends: np.ndarray | None, n: int, schema: pl.Schema, objects: tuple[str, ...], parts: list[pl.DataFrame], failed: list[int]
+    buf: bytes, ends: np.ndarray, n: int, schema: pl.Schema, objects: tuple[str, ...], parts: list[pl.DataFrame], failed: list[int]
 ) -> None:
     """Guess the bad lines cheaply, read the rest at once, bisect only if the guess missed one.
 
@@ -284,8 +284,6 @@ def _decode_guarded(
     guess only decides speed, never the result.
     """
     arr = np.frombuffer(buf, dtype=np.uint8)
-    if ends is None:
-        ends = byte_positions(arr, 10)
     braces = byte_positions(arr, ord("{"))
     line_of = np.searchsorted(ends, braces)
     is_value = (braces >= 2) & (_preceded_by(arr, braces, b": ") if braces.size else False)
@@ -358,15 +356,13 @@ def _without(
 
 
 def _read_all(
-    buf: bytes, ends: np.ndarray | None, n: int, schema: pl.Schema, out: list[pl.DataFrame], failed: list[int]
+    buf: bytes, ends: np.ndarray, n: int, schema: pl.Schema, out: list[pl.DataFrame], failed: list[int]
 ) -> None:
     """All ``n`` lines in one call; if that fails, chunk by chunk, bisecting failing chunks."""
     whole = _read(buf, schema, 0, n)
     if whole is not None:
         out.append(whole)
         return
-    if ends is None:
-        ends = byte_positions(np.frombuffer(buf, dtype=np.uint8), 10)
     for lo in range(0, n, _CHUNK_LINES):
         _decode_ranges(buf, ends, lo, min(lo + _CHUNK_LINES, n), schema, out, failed)
 

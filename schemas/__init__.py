@@ -11,7 +11,6 @@ from schemas.tables import (
     SCALP_TICKS,
     SCHEMA_VERSION,
     SWING_SNAPSHOTS,
-    TABLES,
     Column,
     Table,
 )
@@ -19,5 +18,5 @@ from schemas.tables import (
 __all__ = [
     "ALL_TABLES", "DATA_TABLES", "DEFAULT_MARKET", "ETL_REJECTS", "ETL_RUNS", "ETL_WATERMARK",
     "MARKET_UNIVERSE", "RECORD_SCHEMAS", "REJECT_REASONS", "SCALP_TICKS", "SCHEMA_VERSION",
-    "SWING_SNAPSHOTS", "TABLES", "Column", "Kind", "Table",
+    "SWING_SNAPSHOTS", "Column", "Kind", "Table",
 ]

@@ -26,6 +26,7 @@ class Kind(str, Enum):
 
 # Keys that mark a test row wherever they appear (contract section 2, "extra keys such as test_marker").
 TEST_MARKER_KEYS = ("test_marker", "is_test", "test_mode")
+TEST_SYMBOL_PREFIXES = ("TEST",)  # TEST001 and the like
 
 SCALP_RECORD = pl.Schema(
     {

@@ -6,7 +6,7 @@ database are all derived from these definitions, so a column is added in exactly
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import polars as pl
@@ -80,8 +80,6 @@ class Table:
     # Hive partition columns of the staged Parquet (not stored inside the files).
     partition_by: tuple[str, ...] = ()
     source_type: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
@@ -145,10 +143,6 @@ class Table:
 
     def index_ddl(self, idx: tuple[str, ...]) -> str:
         return f"CREATE INDEX IF NOT EXISTS {self.index_name(idx)} ON {self.name} ({', '.join(idx)})"
-
-    def ddl(self, dialect: Dialect) -> list[str]:
-        """CREATE statements for this table and its indexes, idempotent (IF NOT EXISTS)."""
-        return [self.create_ddl(dialect), *(self.index_ddl(idx) for idx in self.indexes)]
 
 
 def sql_type(dialect: Dialect, logical: Logical) -> str:
@@ -304,4 +298,3 @@ ETL_SCHEMA = Table(
 
 DATA_TABLES: tuple[Table, ...] = (SCALP_TICKS, SWING_SNAPSHOTS, MARKET_UNIVERSE)
 ALL_TABLES: tuple[Table, ...] = (*DATA_TABLES, ETL_REJECTS, ETL_WATERMARK, ETL_RUNS)
-TABLES: dict[str, Table] = {t.name: t for t in ALL_TABLES}
