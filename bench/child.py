@@ -48,15 +48,17 @@ def complete_lines(path: Path, limit_bytes: int | None = None) -> bytes:
 
 
 # -- floors ---------------------------------------------------------------------------------------------
-def _without_bad_lines(archive: Path, path: Path, data: bytes) -> bytes:
-    """The file's lines minus those the explicit-schema parse cannot take (found by the engine's decoder)."""
+def _without_bad_lines(f: Any) -> bytes:
+    """The file's complete lines minus those the engine's decoder rejects, cut out as the engine does."""
+    import numpy as np
+
     from engine import scan
 
-    found, _ = scan.discover(archive)
-    f = next(x for x in found if x.path == path)
-    bad = set(scan.decode(scan.read_new_bytes(f, 0, 1, True)).rejects["line_idx"].to_list())
-    keep = [ln for i, ln in enumerate(data.split(b"\n")[:-1]) if i not in bad and ln.strip()]
-    return b"\n".join(keep) + b"\n" if keep else b""
+    rng = scan.read_new_bytes(f, 0, 1, True)
+    bad = scan.decode(rng).rejects["line_idx"].to_numpy()
+    starts = np.concatenate(([0], rng.line_ends[:-1] + 1)).astype(np.int64)
+    keep = np.setdiff1d(np.arange(rng.n_lines), bad)
+    return scan._without(rng.data, starts, rng.line_ends, bad, keep)[0]
 
 
 def parse_floor(args: dict[str, Any]) -> dict[str, Any]:
@@ -68,9 +70,12 @@ def parse_floor(args: dict[str, Any]) -> dict[str, Any]:
     """
     import polars as pl
 
+    from engine import scan
     from schemas.records import RECORD_SCHEMAS, Kind
 
-    files = jsonl_files(Path(args["archive"]))
+    archive = Path(args["archive"])
+    files = jsonl_files(archive)
+    found = {f.path: f for f in scan.discover(archive)[0]}
     rows = nbytes = cleaned = 0
     seconds = 0.0
     for kind, path, _ in files:
@@ -82,7 +87,7 @@ def parse_floor(args: dict[str, Any]) -> dict[str, Any]:
             seconds += time.perf_counter() - t0
         except Exception:  # noqa: BLE001
             seconds += time.perf_counter() - t0  # the read counts; the failed parse and the cleaning do not
-            clean = _without_bad_lines(Path(args["archive"]), path, data)
+            clean = _without_bad_lines(found[path])
             cleaned += 1
             t0 = time.perf_counter()
             df = pl.read_ndjson(io.BytesIO(clean), schema=schema) if clean else pl.DataFrame(schema=schema)

@@ -382,7 +382,9 @@ def ensure_archive(lines: int, seed: int, cache: Path) -> tuple[Path, dict[str, 
     base = cache / f"{size_label(lines)}-{seed}"
     root = base / "archive"
     done = base / ".complete"
-    expected_path = Path(f"{root}.expected.json")
+    from bench.generate import expected_path
+
+    expected_file = expected_path(root)
     gen_hash = generator_hash()
     if done.exists() and json.loads(done.read_text() or "{}").get("generator") != gen_hash:
         log(f"[yellow]{_rel(base)} was made by another version of bench/generate.py: regenerating[/]")
@@ -397,7 +399,7 @@ def ensure_archive(lines: int, seed: int, cache: Path) -> tuple[Path, dict[str, 
         subprocess.run(cmd, cwd=REPO, env=_env(), check=True, stdout=subprocess.DEVNULL)
         done.write_text(json.dumps({"generator": gen_hash, "generated_in_s": round(time.perf_counter() - t0, 1), "command": shlex.join(
             ["python", "-m", "bench.generate", "--out", _rel(root), "--lines", str(lines), "--seed", str(seed)])}))
-    return root, _expected_head(expected_path)
+    return root, _expected_head(expected_file)
 
 
 def _expected_head(path: Path) -> dict[str, Any]:
@@ -585,8 +587,6 @@ class Bench:
         except ImportError as exc:
             self.results["notes"].append(f"no chart: {exc} (pip install -e '.[bench]')")
             self.save()
-        if cfg.readme is not None:
-            report.update_readme(self.results, cfg.readme)
         report.print_tables(self.results)
         return self.results
 
@@ -629,9 +629,6 @@ class Bench:
                 except ChildFailed as exc:
                     log(f"[red]{label} {target} failed:[/] {exc}")
                     self.results["notes"].append(f"{label} {target}: a measured run failed: {_error_line(str(exc))}")
-                    for p in (archive / "assets" / "scalp").iterdir():  # extra hours left behind
-                        if p.stat().st_nlink == 1 and p.name.endswith(tuple(f"_{h}.jsonl" for h in range(10, 15))):
-                            p.unlink()
                 self.results["sizes"].append(entry)  # partial results survive a crash
                 self.save()
                 self.results["sizes"].remove(entry)
@@ -642,17 +639,20 @@ class Bench:
         return entry
 
     def run_target(self, label: str, target: str, archive: Path, work: Path, dbs: Databases) -> dict[str, Any]:
+        from bench import report
+
         cfg = self.cfg
         out: dict[str, Any] = {}
         tag = f"{label}_{target}"
         # 1. end to end, fresh database and staging every time; the last run's state is kept.
         runs = []
         kept: tuple[str, Path] | None = None
+        jsonl_bytes = archive_stats(archive)["jsonl_bytes"]
         for i in range(cfg.repeat):
             url = dbs.fresh(target, f"e2e_{tag}")
             staging = work / f"staging-{target}-{i}"
             log(f"{label} {target}: end to end {i + 1}/{cfg.repeat}")
-            runs.append(self._etl(archive, url, staging, archive_stats(archive)["jsonl_bytes"]))
+            runs.append(self._etl(archive, url, staging, jsonl_bytes))
             if i < cfg.repeat - 1:
                 dbs.drop(url)
                 shutil.rmtree(staging, ignore_errors=True)
@@ -661,7 +661,7 @@ class Bench:
         out["e2e"] = summarize(runs)
         out["e2e"]["stages"] = {
             k: statistics.median(r["stage_seconds"].get(k, 0.0) for r in runs)
-            for k in ("scan", "normalize", "dedup", "stage", "load")
+            for k in report.STAGES
         }
         out["e2e"]["counts"] = {k: runs[-1][k] for k in ("lines_read", "loaded", "duplicates", "rejected", "held_back")}
         assert kept is not None
