@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -70,11 +69,6 @@ def target_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'trading.db'}"
-
-
-@pytest.fixture
 def pg_url() -> Iterator[str]:
     yield from pg_database_url()
 
@@ -87,12 +81,3 @@ def generated(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
     root = tmp_path_factory.mktemp("gen") / "archive"
     expected = generate_archive(root, days=6, symbols=4, ticks_per_hour=40, seed=11)
     return root, expected
-
-
-@pytest.fixture
-def archive_copy(generated, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A private copy of the generated archive that a test may grow, cut or rewrite."""
-    root, expected = generated
-    dest = tmp_path / "archive"
-    shutil.copytree(root, dest)
-    return dest, expected
