@@ -13,7 +13,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from rich.table import Table
 
 from engine.config import ConfigError, resolve
-from engine.pipeline import EtlError, RunSummary, run_etl
+from engine.pipeline import EtlError, RunSummary, keep_freed_memory_for_reuse, run_etl
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="observer-etl: the Observer archive into trading databases.")
 err = Console(stderr=True)
@@ -96,6 +96,7 @@ def etl(
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as one JSON object on stdout."),
 ) -> None:
     """Load the archive's new lines into the target database, incrementally."""
+    keep_freed_memory_for_reuse()
     try:
         opts = resolve(source, target, staging, market, security_master, holidays, config)
         progress = _RichProgress() if err.is_terminal and not as_json else None

