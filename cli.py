@@ -4,32 +4,43 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import cache
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from engine.config import ConfigError, resolve
 from engine.pipeline import EtlError, RunSummary, keep_freed_memory_for_reuse, run_etl
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="observer-etl: the Observer archive into trading databases.")
-err = Console(stderr=True)
+
+
+@cache
+def _err() -> Console:
+    """stderr as a rich console, imported on first use: a ``--json`` run (cron, ``--watch``, a run with
+    nothing new) never loads rich, ~75 ms of its start."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 class _RichProgress:
     """Files, bytes, lines and rows/s on stderr; only when stderr is a terminal."""
 
     def __init__(self) -> None:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+
         self.bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             DownloadColumn(),
             TextColumn("{task.fields[files]} files · {task.fields[lines]:,} lines · {task.fields[rate]:,.0f} rows/s"),
             TimeElapsedColumn(),
-            console=err,
+            console=_err(),
             transient=True,
         )
         self.task = self.bar.add_task("etl", total=None, files=0, lines=0, rate=0.0, rows=0)
@@ -48,6 +59,9 @@ class _RichProgress:
 
 
 def _render(summary: RunSummary) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     out = Console()
     d = summary.to_dict()
     out.print(f"[bold]observer etl[/] · run {d['run_id']} · {d['status']} in {d['seconds']:.2f}s", highlight=False)
@@ -74,8 +88,8 @@ def _render(summary: RunSummary) -> None:
     if d["rejects_by_reason"]:
         out.print("rejects: " + ", ".join(f"{r} {n:,}" for r, n in d["rejects_by_reason"].items()))
     for w in d["warnings"]:
-        err.print("[yellow]warning:[/] ", end="")
-        err.print(w, markup=False, highlight=False, soft_wrap=True)
+        _err().print("[yellow]warning:[/] ", end="")
+        _err().print(w, markup=False, highlight=False, soft_wrap=True)
     out.print(f"target {d['target']} · staging {d['staging']}")
 
 
@@ -99,18 +113,18 @@ def etl(
     keep_freed_memory_for_reuse()
     try:
         opts = resolve(source, target, staging, market, security_master, holidays, config)
-        progress = _RichProgress() if err.is_terminal and not as_json else None
+        progress = _RichProgress() if not as_json and _err().is_terminal else None
         if progress is not None:
             with progress.bar:
                 summary = run_etl(opts, progress)
         else:
             summary = run_etl(opts)
     except (ConfigError, EtlError) as exc:
-        err.print("[red]error:[/] ", end="")
-        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        _err().print("[red]error:[/] ", end="")
+        _err().print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        err.print("[red]interrupted:[/] the last commit is intact; run again to continue")
+        _err().print("[red]interrupted:[/] the last commit is intact; run again to continue")
         raise typer.Exit(130) from None
     if as_json:
         sys.stdout.write(json.dumps(summary.to_dict()) + "\n")

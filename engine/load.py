@@ -170,6 +170,15 @@ class _Col:
     has_default: bool
 
 
+@dataclass(frozen=True)
+class _Found:
+    """One existing table as the database has it."""
+
+    columns: dict[str, _Col]
+    primary_key: list[str]
+    indexes: set[str]
+
+
 class Target:
     """One open connection to the target database, in autocommit mode with explicit transactions."""
 
@@ -278,7 +287,8 @@ class Target:
             if self.dialect == "postgresql":
                 # Concurrent per-market runs: CREATE TABLE IF NOT EXISTS can race on the catalog.
                 self._exec(f"SELECT 1 FROM pg_advisory_xact_lock({_SCHEMA_LOCK})")
-            self._ensure_table(ETL_SCHEMA)
+            found = self.catalog([t.name for t in (ETL_SCHEMA, *ALL_TABLES)])
+            self._ensure_table(ETL_SCHEMA, found.get(ETL_SCHEMA.name))
             recorded = {str(n): str(v) for n, v in self._exec("SELECT table_name, schema_version FROM etl_schema")}
             ours = schema_version_tuple(SCHEMA_VERSION)
             for table in ALL_TABLES:
@@ -293,17 +303,16 @@ class Target:
                             f"table {table.name} has schema version {version!r} (etl_schema), newer than this "
                             f"observer-etl's {SCHEMA_VERSION}: upgrade observer-etl"
                         )
-                self._ensure_table(table)
+                self._ensure_table(table, found.get(table.name))
                 if version != SCHEMA_VERSION:
                     self._record_version(table.name)
 
-    def _ensure_table(self, table: Table) -> None:
-        cols = self._columns(table.name)
-        if cols is None:
+    def _ensure_table(self, table: Table, found: _Found | None) -> None:
+        if found is None:
             self._exec(table.create_ddl(self.dialect))
         else:
-            self._check_and_migrate(table, cols)
-        existing = self._indexes(table.name)
+            self._check_and_migrate(table, found)
+        existing = found.indexes if found is not None else set()
         for idx in table.indexes:
             if table.index_name(idx) not in existing:
                 self._exec(table.index_ddl(idx))
@@ -335,51 +344,55 @@ class Target:
             (name, SCHEMA_VERSION, now),
         )
 
-    def _columns(self, name: str) -> dict[str, _Col] | None:
-        """The table's columns as the database has them, or None if there is no such table."""
-        if self.dialect == "sqlite":
-            rows = self._exec(f"PRAGMA main.table_info({name})")
-            cols = {str(r[1]).lower(): _Col(str(r[2] or ""), bool(r[3]), r[4] is not None) for r in rows}
-        else:
-            rows = self._exec(
-                "SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns "
-                "WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
-                (name,),
-            )
-            cols = {str(r[0]): _Col(str(r[1]), r[2] == "NO", r[3] is not None) for r in rows}
-        return cols or None
+    def catalog(self, names: list[str]) -> dict[str, _Found]:
+        """What the database has of each table in ``names`` that exists: columns, primary key, indexes.
 
-    def _primary_key(self, name: str) -> list[str]:
+        On PostgreSQL three catalog queries for all the tables, not three per table: a run with nothing
+        new is mostly its schema check.
+        """
+        found: dict[str, _Found] = {}
         if self.dialect == "sqlite":
-            rows = self._exec(f"PRAGMA main.table_info({name})")
-            return [str(r[1]).lower() for r in sorted((r for r in rows if r[5]), key=lambda r: r[5])]
-        rows = self._exec(
-            "SELECT kcu.column_name FROM information_schema.table_constraints tc "
+            for name in names:
+                rows = self._exec(f"PRAGMA main.table_info({name})")
+                if rows:
+                    cols = {str(r[1]).lower(): _Col(str(r[2] or ""), bool(r[3]), r[4] is not None) for r in rows}
+                    pk = [str(r[1]).lower() for r in sorted((r for r in rows if r[5]), key=lambda r: r[5])]
+                    indexes = {str(r[1]) for r in self._exec(f"PRAGMA main.index_list({name})")}
+                    found[name] = _Found(cols, pk, indexes)
+            return found
+        listed = ", ".join(f"'{n}'" for n in names)  # our own table names, never user input
+        for name, col, type_, nullable, default in self._exec(
+            "SELECT table_name, column_name, data_type, is_nullable, column_default FROM information_schema.columns "
+            f"WHERE table_schema = current_schema() AND table_name IN ({listed}) ORDER BY table_name, ordinal_position"
+        ):
+            found.setdefault(str(name), _Found({}, [], set())).columns[str(col)] = _Col(
+                str(type_), nullable == "NO", default is not None
+            )
+        for name, col in self._exec(
+            "SELECT tc.table_name, kcu.column_name FROM information_schema.table_constraints tc "
             "JOIN information_schema.key_column_usage kcu ON kcu.constraint_schema = tc.constraint_schema "
             "AND kcu.constraint_name = tc.constraint_name AND kcu.table_name = tc.table_name "
             "WHERE tc.constraint_type = 'PRIMARY KEY' AND tc.table_schema = current_schema() "
-            "AND tc.table_name = $1 ORDER BY kcu.ordinal_position",
-            (name,),
-        )
-        return [str(r[0]) for r in rows]
-
-    def _indexes(self, name: str) -> set[str]:
-        if self.dialect == "sqlite":
-            return {str(r[1]) for r in self._exec(f"PRAGMA main.index_list({name})")}
-        rows = self._exec(
-            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1", (name,)
-        )
-        return {str(r[0]) for r in rows}
+            f"AND tc.table_name IN ({listed}) ORDER BY tc.table_name, kcu.ordinal_position"
+        ):
+            if str(name) in found:
+                found[str(name)].primary_key.append(str(col))
+        for name, index in self._exec(
+            f"SELECT tablename, indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename IN ({listed})"
+        ):
+            if str(name) in found:
+                found[str(name)].indexes.add(str(index))
+        return found
 
     def _same_type(self, logical: str, found: str) -> bool:
         if self.dialect == "postgresql":
             return found == PG_INFO_TYPE[logical]  # type: ignore[index]
         return _sqlite_affinity(found) == _sqlite_affinity(sql_type("sqlite", logical))  # type: ignore[arg-type]
 
-    def _check_and_migrate(self, table: Table, cols: dict[str, _Col]) -> None:
+    def _check_and_migrate(self, table: Table, found: _Found) -> None:
         """Add missing nullable columns; raise TargetError for what a migration cannot fix."""
         where = f"in {self.target.redacted}"
-        pk = self._primary_key(table.name)
+        cols, pk = found.columns, found.primary_key
         if sorted(pk) != sorted(table.key):
             found = f"({', '.join(pk)})" if pk else "none"
             raise TargetError(

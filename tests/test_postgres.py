@@ -116,9 +116,9 @@ def test_native_column_types(pg_url: str) -> None:
         assert types["trade_date"] == "date"
         assert types["acc_volume"] == types["acc_trade_value"] == types["price"] == "bigint"
         assert types["change_rate"] == "double precision"
-        pk = t._primary_key("scalp_ticks")
-        assert sorted(pk) == sorted(SCALP_TICKS.key)
-        assert "ix_scalp_ticks_event_time" in t._indexes("scalp_ticks")
+        found = t.catalog(["scalp_ticks"])["scalp_ticks"]
+        assert sorted(found.primary_key) == sorted(SCALP_TICKS.key)
+        assert "ix_scalp_ticks_event_time" in found.indexes
     finally:
         t.close()
 
@@ -405,9 +405,9 @@ def test_older_table_is_migrated_in_place(target_url: str) -> None:
         with t.transaction():
             t.append(old, row.select(old.column_names))
         t.ensure_schema()
-        cols = t._columns("scalp_ticks")
-        assert cols is not None and set(cols) == set(SCALP_TICKS.column_names)
-        assert "ix_scalp_ticks_event_time" in t._indexes("scalp_ticks")
+        found = t.catalog(["scalp_ticks"])["scalp_ticks"]
+        assert set(found.columns) == set(SCALP_TICKS.column_names)
+        assert "ix_scalp_ticks_event_time" in found.indexes
         assert _versions(t)["scalp_ticks"] == SCHEMA_VERSION
         got = t.read_table("scalp_ticks")
         assert got.height == 1 and got["session_id"].to_list() == [None] and got["price"].to_list() == [158_400]
@@ -448,8 +448,7 @@ def test_incompatible_table_is_refused_in_one_sentence(target_url: str, case: in
         assert all(w in msg for w in words), msg
         assert "\n" not in msg
         # Nothing of the attempt stays: the schema check and its migrations are one transaction.
-        assert t._columns("etl_schema") is None
-        assert t._columns("etl_runs") is None
+        assert t.catalog(["etl_schema", "etl_runs"]) == {}
     finally:
         t.close()
 
