@@ -21,7 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="observer-etl
 
 @cache
 def _err() -> Console:
-    """stderr as a rich console, imported on first use: a ``--json`` run (cron, ``--watch``, a run with
+    """stderr as a rich console, imported on first use: a ``--json`` run (cron, the bench, a run with
     nothing new) never loads rich, ~75 ms of its start."""
     from rich.console import Console
 

@@ -299,55 +299,47 @@ class PgServer:
         self.url = url
         self.base = url.rpartition("/")[0]
 
-    def _admin(self):  # type: ignore[no-untyped-def]
+    def _sql(self, *statements: str) -> list[tuple[Any, ...]]:
+        """Run statements on an admin connection of their own (autocommit); the last one's rows."""
         import adbc_driver_postgresql.dbapi as pg
 
-        return pg.connect(self.url, autocommit=True)
+        conn = pg.connect(self.url, autocommit=True)
+        cur = conn.cursor()
+        rows: list[tuple[Any, ...]] = []
+        try:
+            for sql in statements:
+                cur.execute(sql)
+                rows = cur.fetchall() if cur.description else []
+        finally:
+            cur.close()
+            conn.close()
+        return rows
 
     def check(self) -> str | None:
         try:
-            self._admin().close()
+            self._sql("SELECT 1")
             return None
         except Exception as exc:  # noqa: BLE001
             return f"no PostgreSQL at {self.url} ({str(exc).strip().splitlines()[0]})"
 
     def version(self) -> str:
-        conn = self._admin()
-        cur = conn.cursor()
-        cur.execute("SELECT current_setting('server_version')")
-        v = cur.fetchall()[0][0]
-        cur.close()
-        conn.close()
-        return str(v)
+        return str(self._sql("SELECT current_setting('server_version')")[0][0])
 
     def create(self, tag: str) -> str:
         name = re.sub(r"[^a-z0-9_]", "_", f"bench_{tag}_{secrets.token_hex(3)}".lower())
-        conn = self._admin()
-        cur = conn.cursor()
-        cur.execute(f"CREATE DATABASE {name}")
-        cur.close()
-        conn.close()
+        self._sql(f"CREATE DATABASE {name}")
         return f"{self.base}/{name}"
 
     def checkpoint(self) -> None:
         """Write out the shared buffers a load left dirty now, not while the next measured run works."""
-        conn = self._admin()
-        cur = conn.cursor()
-        cur.execute("CHECKPOINT")
-        cur.close()
-        conn.close()
+        self._sql("CHECKPOINT")
 
     def drop(self, url: str) -> None:
         name = url.rpartition("/")[2]
-        conn = self._admin()
-        cur = conn.cursor()
-        cur.execute(
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        self._sql(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()",
+            f"DROP DATABASE IF EXISTS {name}",
         )
-        cur.fetchall()
-        cur.execute(f"DROP DATABASE IF EXISTS {name}")
-        cur.close()
-        conn.close()
 
 
 class Databases:

@@ -394,9 +394,9 @@ class Target:
         where = f"in {self.target.redacted}"
         cols, pk = found.columns, found.primary_key
         if sorted(pk) != sorted(table.key):
-            found = f"({', '.join(pk)})" if pk else "none"
+            have_pk = f"({', '.join(pk)})" if pk else "none"
             raise TargetError(
-                f"table {table.name} {where} has primary key {found}, but observer-etl needs "
+                f"table {table.name} {where} has primary key {have_pk}, but observer-etl needs "
                 f"({', '.join(table.key)}): it cannot be migrated, drop or rename it"
             )
         missing = []
