@@ -130,7 +130,8 @@ def ingest_floor(args: dict[str, Any]) -> dict[str, Any]:
 
         conn = driver.connect(target.split(":///", 1)[1], autocommit=True)
         cur = conn.cursor()
-        for pragma in ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"):  # the engine's pragmas
+        # The engine's pragmas for a first load into empty tables (engine.load.Target._journal).
+        for pragma in ("PRAGMA journal_mode=DELETE", "PRAGMA synchronous=FULL"):
             cur.execute(pragma)
             cur.fetchall()
         begin = "BEGIN IMMEDIATE"

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import adbc_driver_manager
@@ -179,6 +179,14 @@ class _Found:
     indexes: set[str]
 
 
+@dataclass(frozen=True)
+class BulkLoad:
+    """What ``Target.begin_bulk_load`` changed for a run, for ``end_bulk_load`` to restore."""
+
+    deferred_indexes: list[Table]
+    rollback_journal: bool  # SQLite: this run writes through a rollback journal, not the WAL
+
+
 class Target:
     """One open connection to the target database, in autocommit mode with explicit transactions."""
 
@@ -186,6 +194,7 @@ class Target:
         self.target = target
         self.dialect: Dialect = target.dialect
         self._checkpointer: _Checkpointer | None = None
+        self._rollback_journal = False
         try:
             if self.dialect == "sqlite":
                 import adbc_driver_sqlite.dbapi as driver
@@ -203,17 +212,13 @@ class Target:
             if self.dialect == "sqlite":
                 # The busy timeout first: switching a new file to WAL waits for a run starting beside this one.
                 self._exec(f"PRAGMA busy_timeout={busy_timeout_ms}")
-                self._exec("PRAGMA journal_mode=WAL")
-                self._exec("PRAGMA synchronous=NORMAL")
                 self._exec("PRAGMA cache_size=-65536")  # 64 MiB: a load inserts at a few hot places of the key order
+                self._driver_module, self._busy_timeout_ms = driver, busy_timeout_ms
+                self._journal("wal")
         except TargetError:
             raise
         except Exception as exc:  # noqa: BLE001 - driver errors become one sentence
             raise TargetError(f"cannot connect to {target.redacted}: {_message(exc)}") from None
-        if self.dialect == "sqlite":
-            self._checkpointer = _Checkpointer.start(driver, str(target.path), busy_timeout_ms)
-            if self._checkpointer is not None:
-                self._exec("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it, after each commit
 
     # -- plumbing ---------------------------------------------------------------------------------
     @contextmanager
@@ -261,9 +266,47 @@ class Target:
         self._exec(f"DROP TABLE {src}")
 
     def close(self) -> None:
+        if self._rollback_journal:  # a failed first load: leave the file as every other run leaves it
+            try:
+                self._journal("wal")
+            except Exception:  # noqa: BLE001 - the next run's connect switches it back to WAL anyway
+                pass
         if self._checkpointer is not None:
             self._checkpointer.close()
         _close_quietly(self.cur, self.conn)
+
+    def _journal(self, mode: Literal["wal", "delete"]) -> str:
+        """SQLite: switch the journal mode; the mode the file is in afterwards.
+
+        WAL (every run's mode): readers never wait for a load, COMMIT only appends to the WAL, and the
+        checkpointer thread copies the pages into the file. A first load into empty tables uses a rollback
+        journal instead (``begin_bulk_load``): pages appended to the file are not journaled at all, so
+        each page is written once instead of twice (WAL, then checkpoint), with ``synchronous=FULL`` for
+        the same durability. Leaving WAL needs the only connection to the file: where another one is
+        open (a run beside this one, a reader), the file stays in WAL.
+        """
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
+        if mode == "wal":
+            got = str(self._exec("PRAGMA journal_mode=wal")[0][0]).lower()
+        else:  # never wait for the other connections to go: they may be open for the whole run
+            self._exec("PRAGMA busy_timeout=0")
+            try:
+                got = str(self._exec(f"PRAGMA journal_mode={mode}")[0][0]).lower()
+            except adbc_driver_manager.Error:  # 'database is locked': another connection has the file open
+                got = "wal"
+            finally:
+                self._exec(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        self._rollback_journal = got != "wal"
+        if got == "wal":
+            self._exec("PRAGMA synchronous=NORMAL")  # durable in WAL mode; a power cut may lose the last commit
+            self._checkpointer = _Checkpointer.start(self._driver_module, str(self.target.path), self._busy_timeout_ms)
+        else:
+            self._exec("PRAGMA synchronous=FULL")
+        # Without the checkpointer thread (or if another run turns the file back to WAL), SQLite's own.
+        self._exec(f"PRAGMA wal_autocheckpoint={0 if self._checkpointer is not None else 1000}")
+        return got
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -317,23 +360,32 @@ class Target:
             if table.index_name(idx) not in existing:
                 self._exec(table.index_ddl(idx))
 
-    def defer_indexes(self, tables: tuple[Table, ...]) -> list[Table]:
-        """Drop the secondary indexes of empty tables: a first load then builds each index once, sorted,
-        instead of maintaining it row by row. ``build_indexes`` (or the next ``ensure_schema``) restores them."""
-        deferred = []
-        with self.transaction():
-            for t in tables:
-                if t.indexes and not self._exec(f"SELECT 1 FROM {t.name} LIMIT 1"):
-                    for idx in t.indexes:
-                        self._exec(f"DROP INDEX IF EXISTS {t.index_name(idx)}")
-                    deferred.append(t)
-        return deferred
+    def begin_bulk_load(self, tables: tuple[Table, ...]) -> BulkLoad:
+        """Prepare a run's loads into ``tables``; what a first load into empty tables can skip.
 
-    def build_indexes(self, tables: list[Table]) -> None:
+        The secondary indexes of empty tables are dropped: the run builds each once at the end, sorted,
+        instead of maintaining it row by row (``end_bulk_load``, or the next ``ensure_schema``, restores
+        them). On SQLite, when every one of ``tables`` is empty, the run writes through a rollback
+        journal instead of the WAL (``_journal``): about a fifth less CPU for a large first load.
+        """
         with self.transaction():
-            for t in tables:
+            empty = [t for t in tables if not self._exec(f"SELECT 1 FROM {t.name} LIMIT 1")]
+            for t in empty:
+                for idx in t.indexes:
+                    self._exec(f"DROP INDEX IF EXISTS {t.index_name(idx)}")
+        rollback_journal = False
+        if self.dialect == "sqlite" and len(empty) == len(tables):
+            rollback_journal = self._journal("delete") != "wal"
+        return BulkLoad([t for t in empty if t.indexes], rollback_journal)
+
+    def end_bulk_load(self, bulk: BulkLoad) -> None:
+        """Build the deferred indexes, and return the file to WAL mode."""
+        with self.transaction():
+            for t in bulk.deferred_indexes:
                 for idx in t.indexes:
                     self._exec(t.index_ddl(idx))
+        if bulk.rollback_journal:
+            self._journal("wal")
 
     def _record_version(self, name: str) -> None:
         p, now = self.ph, _ts_param(self.dialect, datetime.now(timezone.utc))

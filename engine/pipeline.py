@@ -232,10 +232,10 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
             target.start_run(run_id, opts.scope, str(opts.source), now)
             ctx = normalize.Context(opts.default_market, master, holidays, now)
             runner = _Runner(opts, target, ctx, summary, progress)
-            deferred = target.defer_indexes(DATA_TABLES)
+            bulk = target.begin_bulk_load(DATA_TABLES)
             try:
                 runner.run()
-                target.build_indexes(deferred)
+                target.end_bulk_load(bulk)
             except BaseException as exc:
                 summary.status = "failed"
                 summary.seconds = time.perf_counter() - t0

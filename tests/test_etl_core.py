@@ -272,3 +272,46 @@ def test_first_load_builds_the_reader_indexes(tmp_path: Path, target_url: str) -
             assert {table.index_name(idx) for idx in table.indexes} <= have, (table.name, have)
     finally:
         t.close()
+
+
+def test_first_sqlite_load_writes_through_a_rollback_journal_and_leaves_wal(tmp_path: Path) -> None:
+    """Empty tables: the run writes each page once (rollback journal, synchronous=FULL); the file ends in
+    WAL mode, as every later run and every reader finds it. Not empty, or another connection open: WAL."""
+    import adbc_driver_sqlite.dbapi as driver
+
+    from schemas.tables import DATA_TABLES
+
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    t = Target(parse_target(url))
+    try:
+        t.ensure_schema()
+        other = driver.connect(str(tmp_path / "t.db"), autocommit=True)  # e.g. a run beside this one
+        other_cur = other.cursor()
+        other_cur.execute("SELECT count(*) FROM scalp_ticks")  # SQLite opens the file on first use
+        other_cur.fetchall()
+        bulk = t.begin_bulk_load(DATA_TABLES)
+        assert not bulk.rollback_journal and t._exec("PRAGMA journal_mode") == [("wal",)]
+        assert t._exec("PRAGMA busy_timeout") == [(120_000,)]
+        t.end_bulk_load(bulk)
+        other_cur.close()
+        other.close()
+
+        bulk = t.begin_bulk_load(DATA_TABLES)
+        assert bulk.rollback_journal
+        assert t._exec("PRAGMA journal_mode") == [("delete",)] and t._exec("PRAGMA synchronous") == [(2,)]
+        t.end_bulk_load(bulk)
+        assert t._exec("PRAGMA journal_mode") == [("wal",)] and t._exec("PRAGMA synchronous") == [(1,)]
+
+        t.begin_bulk_load(DATA_TABLES)  # a run that fails after this: closing returns the file to WAL
+    finally:
+        t.close()
+    src = tmp_path / "a"
+    write_lines(src / SCALP, [tick(acc=i, execution_time=f"1305{i:02d}") for i in range(1, 6)])
+    run(src, url, tmp_path / "stg")
+    t = Target(parse_target(url))
+    try:
+        assert t._exec("PRAGMA journal_mode") == [("wal",)]
+        assert not t.begin_bulk_load(DATA_TABLES).rollback_journal  # rows loaded: no longer a first load
+    finally:
+        t.close()
+    assert not (tmp_path / "t.db-journal").exists()
