@@ -282,22 +282,24 @@ class Target:
         checkpointer thread copies the pages into the file. A first load into empty tables uses a rollback
         journal instead (``begin_bulk_load``): pages appended to the file are not journaled at all, so
         each page is written once instead of twice (WAL, then checkpoint), with ``synchronous=FULL`` for
-        the same durability. Leaving WAL needs the only connection to the file: where another one is
-        open (a run beside this one, a reader), the file stays in WAL.
+        the same durability. Switching needs the only connection to the file: where another one is open
+        (a run beside this one, a reader), the file stays as it is, and the next connect or close of a
+        run tries again. Either mode is crash-safe; only readers and speed differ.
         """
         if self._checkpointer is not None:
             self._checkpointer.close()
             self._checkpointer = None
-        if mode == "wal":
-            got = str(self._exec("PRAGMA journal_mode=wal")[0][0]).lower()
-        else:  # never wait for the other connections to go: they may be open for the whole run
-            self._exec("PRAGMA busy_timeout=0")
-            try:
-                got = str(self._exec(f"PRAGMA journal_mode={mode}")[0][0]).lower()
-            except adbc_driver_manager.Error:  # 'database is locked': another connection has the file open
-                got = "wal"
-            finally:
-                self._exec(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        # Never wait for the other connections to go: they may be open for a whole run. SQLite refuses a
+        # switch they stand in the way of ('database is locked'); the file then stays as it is.
+        self._exec("PRAGMA busy_timeout=0")
+        try:
+            got: str | None = str(self._exec(f"PRAGMA journal_mode={mode}")[0][0]).lower()
+        except adbc_driver_manager.Error:
+            got = None
+        finally:
+            self._exec(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        if got is None:
+            got = str(self._exec("PRAGMA journal_mode")[0][0]).lower()
         self._rollback_journal = got != "wal"
         if got == "wal":
             self._exec("PRAGMA synchronous=NORMAL")  # durable in WAL mode; a power cut may lose the last commit

@@ -315,3 +315,30 @@ def test_first_sqlite_load_writes_through_a_rollback_journal_and_leaves_wal(tmp_
     finally:
         t.close()
     assert not (tmp_path / "t.db-journal").exists()
+
+
+def test_a_run_starting_beside_a_first_load_connects_and_neither_waits_for_a_journal_switch(tmp_path: Path) -> None:
+    """Run A loads into an empty file through a rollback journal; run B connects in the middle of A's
+    transaction: B neither fails nor waits to switch the file back to WAL, and A's end switches it."""
+    from schemas.tables import DATA_TABLES
+
+    url = parse_target(f"sqlite:///{tmp_path / 't.db'}")
+    a = Target(url)
+    b = None
+    try:
+        a.ensure_schema()
+        bulk = a.begin_bulk_load(DATA_TABLES)
+        assert bulk.rollback_journal
+        with a.transaction():
+            a._exec("INSERT INTO etl_schema (table_name, schema_version, updated_at) VALUES ('x', '0', 'now')")
+            b = Target(url, busy_timeout_ms=60_000)  # A holds the write lock: B's switch to WAL is refused
+            assert b._exec("PRAGMA journal_mode") == [("delete",)]
+        assert b.count("etl_schema") == a.count("etl_schema")
+        b.close()
+        b = None
+        a.end_bulk_load(bulk)
+        assert a._exec("PRAGMA journal_mode") == [("wal",)]
+    finally:
+        if b is not None:
+            b.close()
+        a.close()
