@@ -298,6 +298,7 @@ class _Runner:
         self.staging = opts.staging
         self.seq = 0
         self.manifest = manifest.load(self.staging, opts.scope)
+        self._stager: ThreadPoolExecutor  # writes a commit's staged files while the database loads (run())
 
     # -- planning ---------------------------------------------------------------------------------
     def _plan(self) -> tuple[list[_Read], list[scan.ArchiveFile], set[str]]:
@@ -340,7 +341,9 @@ class _Runner:
         # core while this unit is deduplicated, staged and loaded (Polars and ADBC release the GIL). The
         # worker keeps up to LOOKAHEAD_BYTES of new bytes prepared ahead, not a fixed number of units: a
         # day's small swing unit must not leave the worker idle while the day's big scalp unit loads.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool, ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="stage"
+        ) as self._stager:
             ahead: deque[tuple[Future[_Prepared], int]] = deque()
             taken = 0  # units handed to _finish
 
@@ -359,8 +362,8 @@ class _Runner:
                 taken += 1
                 fill(taken)  # the worker prepares what follows while this unit is finished
                 self._finish(future.result())
-        for doc in sorted(docs, key=lambda f: (f.file_date, f.rel)):
-            self._commit_universe(doc)
+            for doc in sorted(docs, key=lambda f: (f.file_date, f.rel)):
+                self._commit_universe(doc)
 
     # -- JSONL units ------------------------------------------------------------------------------
     def _prepare(self, unit: list[_Read], newest: set[str]) -> _Prepared:
@@ -558,35 +561,47 @@ class _Runner:
         ]
         with _timed(self.summary, "stage"):
             manifest.begin_pending(self.staging, self.opts.scope, commit)
-            _crash_point("pending_begun", self.seq)
-            for t, m, d, content in writes:
-                write_part(self.staging, t, m, d, content, commit.run_id, commit.seq)
-            _crash_point("parts_written", self.seq)
-            new_rows = pl.DataFrame(
-                [{**row, "commit_seq": self.seq} for row in manifest_rows], schema=manifest.MANIFEST_SCHEMA
-            )
-            self.manifest = pl.concat(
-                [self.manifest.join(new_rows.select("path"), on="path", how="anti"), new_rows]
-            ).sort("path")
-            manifest.finish_pending(self.staging, self.opts.scope, commit, self.manifest)
-            _crash_point("pending_written", self.seq)
+        _crash_point("pending_begun", self.seq)
+        # The parts and the pending manifest are written on a thread of their own while the database
+        # loads the same rows (both release the GIL); the transaction commits only once they are
+        # durable, so every crash point leaves what the serial order left.
+        staged = self._stager.submit(self._stage, commit, writes, manifest_rows)
         with _timed(self.summary, "load"):
             try:
-                self._load(deltas, rejects, wm, uni_markets, universe, use_append=True, rereads=rereads)
+                self._load(deltas, rejects, wm, uni_markets, universe, True, rereads, staged.result)
             except adbc_driver_manager.Error as exc:
                 if not is_key_conflict(exc):
                     raise
                 self.summary.warnings.append(
                     "the database already held rows the staging did not know (staging reset?): upserting instead"
                 )
-                self._load(deltas, rejects, wm, uni_markets, universe, use_append=False, rereads=True)
+                self._load(deltas, rejects, wm, uni_markets, universe, False, True, staged.result)
+            finally:
+                staged.exception()  # never leave the thread writing after this commit has failed
         _crash_point("db_committed", self.seq)
         with _timed(self.summary, "stage"):
             manifest.promote(self.staging, self.opts.scope, commit)
         self.summary.commits = self.seq
         _crash_point("promoted", self.seq)
 
-    def _load(self, deltas, rejects, wm, uni_markets, universe, use_append: bool, rereads: bool) -> None:  # type: ignore[no-untyped-def]
+    def _stage(self, commit: manifest.PendingCommit, writes: list[tuple[Table, str, date, pl.DataFrame]],
+               manifest_rows: list[dict[str, Any]]) -> None:
+        """Write a commit's parts, then its pending manifest (step 1 of the commit protocol)."""
+        with _timed(self.summary, "stage"):
+            for t, m, d, content in writes:
+                write_part(self.staging, t, m, d, content, commit.run_id, commit.seq)
+            _crash_point("parts_written", commit.seq)
+            new_rows = pl.DataFrame(
+                [{**row, "commit_seq": commit.seq} for row in manifest_rows], schema=manifest.MANIFEST_SCHEMA
+            )
+            self.manifest = pl.concat(
+                [self.manifest.join(new_rows.select("path"), on="path", how="anti"), new_rows]
+            ).sort("path")
+            manifest.finish_pending(self.staging, self.opts.scope, commit, self.manifest)
+            _crash_point("pending_written", commit.seq)
+
+    def _load(self, deltas, rejects, wm, uni_markets, universe, use_append: bool, rereads: bool, staged) -> None:  # type: ignore[no-untyped-def]
+        """One database transaction; ``staged()`` waits for the staging step, just before COMMIT."""
         tables = defaultdict(Counter)
         with self.target.transaction():
             for d in deltas:
@@ -611,6 +626,7 @@ class _Runner:
             if wm is not None:
                 self.target.advance_watermark(wm)
             self.target.mark_commit(self.summary.run_id, self.seq, self.summary.counts)
+            staged()
         for name, c in tables.items():
             self.summary.tables[name].update(c)
 
