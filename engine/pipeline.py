@@ -320,8 +320,12 @@ class _Runner:
             if entry is None:
                 reads.append(_Read(f, 0, 1, False))
                 continue
-            restart = f.size < entry["consumed_bytes"] or (
-                entry["fp_len"] > 0 and scan.head_fingerprint(f.path, entry["fp_len"]) != entry["fp_hash"]
+            # A file whose size and mtime are as recorded was not rewritten: only a changed one has its
+            # head read and hashed again (a run with nothing new opens only files with a held-back tail).
+            unchanged = entry["size"] == f.size and entry["mtime_ns"] == f.mtime_ns
+            restart = not unchanged and (
+                f.size < entry["consumed_bytes"]
+                or (entry["fp_len"] > 0 and scan.head_fingerprint(f.path, entry["fp_len"]) != entry["fp_hash"])
             )
             if restart:
                 self.summary.warnings.append(f"{f.rel} was rewritten (head changed or file shrank): reprocessing it")

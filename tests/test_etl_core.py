@@ -342,3 +342,31 @@ def test_a_run_starting_beside_a_first_load_connects_and_neither_waits_for_a_jou
         if b is not None:
             b.close()
         a.close()
+
+
+def test_a_run_with_nothing_new_reads_no_unchanged_file_and_a_same_size_rewrite_is_still_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Size and mtime as recorded: the file is not opened again (its head is not re-hashed). A rewrite
+    to the same size changes the mtime, so its head is compared and the file reprocessed."""
+    import os
+
+    from engine import scan
+
+    src, stg, url = tmp_path / "a", tmp_path / "stg", f"sqlite:///{tmp_path / 't.db'}"
+    path = write_lines(src / SCALP, [tick(acc=1), tick(acc=2, execution_time="130513")])
+    run(src, url, stg)
+
+    def no_reads(*_a: object) -> str:
+        raise AssertionError("an unchanged file was opened again")
+
+    with monkeypatch.context() as m:
+        m.setattr(scan, "head_fingerprint", no_reads)
+        assert run(src, url, stg).to_dict()["lines_read"] == 0
+
+    before = path.stat()
+    write_lines(path, [tick(acc=3), tick(acc=4, execution_time="130514")])  # same length, other content
+    assert path.stat().st_size == before.st_size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))  # a coarse clock may not have moved
+    s = run(src, url, stg).to_dict()
+    assert any("rewritten" in w for w in s["warnings"]) and s["loaded"] == 2
