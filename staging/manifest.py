@@ -104,19 +104,15 @@ def recover(staging: Path, scope: str, is_committed: Callable[[str, int], bool])
         return done
     for pend in sorted(d.glob("pending-*")):
         txn_path = pend / "txn.json"
-        if not txn_path.exists() or not (pend / "files.parquet").exists():
-            # Crashed while writing step 1: nothing of it reached the database.
-            txn = json.loads(txn_path.read_text()) if txn_path.exists() else None
-            if txn:
-                rollback(staging, scope, PendingCommit(txn["run_id"], txn["seq"], txn["written"], txn["obsolete"]))
-            else:
-                _remove_unlisted_parts(staging, pend.name)
-                shutil.rmtree(pend, ignore_errors=True)
+        txn = json.loads(txn_path.read_text()) if txn_path.exists() else None
+        if not txn:  # crashed before step 1 named its parts: remove those named after its (run, seq)
+            _remove_unlisted_parts(staging, pend.name)
+            shutil.rmtree(pend, ignore_errors=True)
             done.append(f"rolled back {pend.name}")
             continue
-        txn = json.loads(txn_path.read_text())
         commit = PendingCommit(txn["run_id"], txn["seq"], txn["written"], txn["obsolete"])
-        if is_committed(commit.run_id, commit.seq):
+        # Without its pending manifest, step 1 was not finished: nothing of it reached the database.
+        if (pend / "files.parquet").exists() and is_committed(commit.run_id, commit.seq):
             promote(staging, scope, commit)
             done.append(f"completed {pend.name}")
         else:
