@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, NoReturn, Optional
 
 import typer
 
@@ -130,6 +131,16 @@ def etl(
         sys.stdout.write(json.dumps(summary.to_dict()) + "\n")
     else:
         _render(summary)
+    _exit_now(0)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Leave without the interpreter's teardown: freeing every module of Polars, pyarrow and NumPy and
+    joining their thread pools took ~0.2 s, a fifth of a run with nothing new. By now the run has closed
+    its database connection and synced and renamed everything it staged; only our output is buffered."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
