@@ -245,6 +245,12 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
                     pass
                 if isinstance(exc, adbc_driver_manager.Error):
                     raise EtlError(f"the target database failed during the load: {error_line(exc)}") from None
+                io = _io_failure(exc)
+                if io is not None:
+                    raise EtlError(
+                        f"the run stopped at a file it could not read or write ({io}); every commit before "
+                        "it stands, and a run started once that is fixed goes on from there"
+                    ) from None
                 raise
             summary.status = "succeeded"
             summary.seconds = time.perf_counter() - t0
@@ -256,6 +262,15 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
     finally:
         target.close()
     return summary
+
+
+def _io_failure(exc: BaseException) -> str | None:
+    """The one-line cause of a failed read or write (a full disk, a vanished file), else None: a bug."""
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc.strerror or exc)
+    if isinstance(exc, pl.exceptions.PolarsError) and "os error" in str(exc):  # Polars' own file IO
+        return str(exc).splitlines()[0]
+    return None
 
 
 UNIT_BYTES = 128 * 1024 * 1024  # new bytes per commit unit: bounds memory whatever a day holds

@@ -370,3 +370,31 @@ def test_a_run_with_nothing_new_reads_no_unchanged_file_and_a_same_size_rewrite_
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))  # a coarse clock may not have moved
     s = run(src, url, stg).to_dict()
     assert any("rewritten" in w for w in s["warnings"]) and s["loaded"] == 2
+
+
+def test_a_full_disk_while_staging_stops_the_run_in_one_sentence_and_the_next_run_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parts are written on the stage thread while the database loads: a write that fails there
+    rolls the commit back, the run ends with one readable sentence, and the next run loads it all."""
+    import polars as pl
+
+    import engine.pipeline
+    from engine.pipeline import EtlError
+
+    src = tmp_path / "a"
+    write_lines(src / SCALP, [tick(acc=i, execution_time=f"1305{i:02d}") for i in range(1, 6)])
+    url = f"sqlite:///{tmp_path / 't.db'}"
+
+    def disk_full(*_a: object, **_k: object) -> None:
+        pl.DataFrame({"a": list(range(100_000))}).write_parquet("/dev/full")  # ENOSPC, as Polars reports it
+
+    with monkeypatch.context() as m:
+        m.setattr(engine.pipeline, "write_part", disk_full)
+        with pytest.raises(EtlError, match="could not read or write .*No space left on device"):
+            run(src, url, tmp_path / "stg")
+    assert rows(url, "SELECT count(*) FROM scalp_ticks") == [(0,)]
+    assert rows(url, "SELECT status FROM etl_runs") == [("failed",)]
+    run(src, url, tmp_path / "stg")
+    run(src, f"sqlite:///{tmp_path / 'clean.db'}", tmp_path / "clean-stg")
+    assert db_snapshot(url) == db_snapshot(f"sqlite:///{tmp_path / 'clean.db'}")
