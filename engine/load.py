@@ -179,14 +179,6 @@ class _Found:
     indexes: set[str]
 
 
-@dataclass(frozen=True)
-class BulkLoad:
-    """What ``Target.begin_bulk_load`` changed for a run, for ``end_bulk_load`` to restore."""
-
-    deferred_indexes: list[Table]
-    rollback_journal: bool  # SQLite: this run writes through a rollback journal, not the WAL
-
-
 class Target:
     """One open connection to the target database, in autocommit mode with explicit transactions."""
 
@@ -210,7 +202,7 @@ class Target:
                 self.conn = driver.connect(target.conninfo, autocommit=True)
             self.cur = self.conn.cursor()
             if self.dialect == "sqlite":
-                # The busy timeout first: switching a new file to WAL waits for a run starting beside this one.
+                # Writers beside this one (a parallel per-market run) wait their turn for up to the busy timeout.
                 self._exec(f"PRAGMA busy_timeout={busy_timeout_ms}")
                 self._exec("PRAGMA cache_size=-65536")  # 64 MiB: a load inserts at a few hot places of the key order
                 self._driver_module, self._busy_timeout_ms = driver, busy_timeout_ms
@@ -274,6 +266,11 @@ class Target:
         if self._checkpointer is not None:
             self._checkpointer.close()
         _close_quietly(self.cur, self.conn)
+
+    @property
+    def rollback_journal(self) -> bool:
+        """SQLite: the file is in a rollback-journal mode (a first load's), not WAL."""
+        return self._rollback_journal
 
     def _journal(self, mode: Literal["wal", "delete"]) -> str:
         """SQLite: switch the journal mode; the mode the file is in afterwards.
@@ -362,31 +359,31 @@ class Target:
             if table.index_name(idx) not in existing:
                 self._exec(table.index_ddl(idx))
 
-    def begin_bulk_load(self, tables: tuple[Table, ...]) -> BulkLoad:
+    def begin_bulk_load(self, tables: tuple[Table, ...]) -> list[Table]:
         """Prepare a run's loads into ``tables``; what a first load into empty tables can skip.
 
         The secondary indexes of empty tables are dropped: the run builds each once at the end, sorted,
         instead of maintaining it row by row (``end_bulk_load``, or the next ``ensure_schema``, restores
         them). On SQLite, when every one of ``tables`` is empty, the run writes through a rollback
         journal instead of the WAL (``_journal``): about a fifth less CPU for a large first load.
+        Returns the tables whose indexes were deferred.
         """
         with self.transaction():
             empty = [t for t in tables if not self._exec(f"SELECT 1 FROM {t.name} LIMIT 1")]
             for t in empty:
                 for idx in t.indexes:
                     self._exec(f"DROP INDEX IF EXISTS {t.index_name(idx)}")
-        rollback_journal = False
         if self.dialect == "sqlite" and len(empty) == len(tables):
-            rollback_journal = self._journal("delete") != "wal"
-        return BulkLoad([t for t in empty if t.indexes], rollback_journal)
+            self._journal("delete")
+        return [t for t in empty if t.indexes]
 
-    def end_bulk_load(self, bulk: BulkLoad) -> None:
+    def end_bulk_load(self, deferred: list[Table]) -> None:
         """Build the deferred indexes, and return the file to WAL mode."""
         with self.transaction():
-            for t in bulk.deferred_indexes:
+            for t in deferred:
                 for idx in t.indexes:
                     self._exec(t.index_ddl(idx))
-        if bulk.rollback_journal:
+        if self._rollback_journal:
             self._journal("wal")
 
     def _record_version(self, name: str) -> None:

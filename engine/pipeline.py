@@ -232,10 +232,10 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
             target.start_run(run_id, opts.scope, str(opts.source), now)
             ctx = normalize.Context(opts.default_market, master, holidays, now)
             runner = _Runner(opts, target, ctx, summary, progress)
-            bulk = target.begin_bulk_load(DATA_TABLES)
+            deferred = target.begin_bulk_load(DATA_TABLES)
             try:
                 runner.run()
-                target.end_bulk_load(bulk)
+                target.end_bulk_load(deferred)
             except BaseException as exc:
                 summary.status = "failed"
                 summary.seconds = time.perf_counter() - t0
@@ -587,14 +587,14 @@ class _Runner:
         staged = self._stager.submit(self._stage, commit, writes, manifest_rows)
         with _timed(self.summary, "load"):
             try:
-                self._load(deltas, rejects, wm, uni_markets, universe, True, rereads, staged.result)
+                self._load(deltas, rejects, wm, uni_markets, universe, use_append=True, rereads=rereads, staged=staged.result)
             except adbc_driver_manager.Error as exc:
                 if not is_key_conflict(exc):
                     raise
                 self.summary.warnings.append(
                     "the database already held rows the staging did not know (staging reset?): upserting instead"
                 )
-                self._load(deltas, rejects, wm, uni_markets, universe, False, True, staged.result)
+                self._load(deltas, rejects, wm, uni_markets, universe, use_append=False, rereads=True, staged=staged.result)
             finally:
                 staged.exception()  # never leave the thread writing after this commit has failed
         _crash_point("db_committed", self.seq)

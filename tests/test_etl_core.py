@@ -289,17 +289,17 @@ def test_first_sqlite_load_writes_through_a_rollback_journal_and_leaves_wal(tmp_
         other_cur = other.cursor()
         other_cur.execute("SELECT count(*) FROM scalp_ticks")  # SQLite opens the file on first use
         other_cur.fetchall()
-        bulk = t.begin_bulk_load(DATA_TABLES)
-        assert not bulk.rollback_journal and t._exec("PRAGMA journal_mode") == [("wal",)]
+        deferred = t.begin_bulk_load(DATA_TABLES)
+        assert not t.rollback_journal and t._exec("PRAGMA journal_mode") == [("wal",)]
         assert t._exec("PRAGMA busy_timeout") == [(120_000,)]
-        t.end_bulk_load(bulk)
+        t.end_bulk_load(deferred)
         other_cur.close()
         other.close()
 
-        bulk = t.begin_bulk_load(DATA_TABLES)
-        assert bulk.rollback_journal
+        deferred = t.begin_bulk_load(DATA_TABLES)
+        assert t.rollback_journal
         assert t._exec("PRAGMA journal_mode") == [("delete",)] and t._exec("PRAGMA synchronous") == [(2,)]
-        t.end_bulk_load(bulk)
+        t.end_bulk_load(deferred)
         assert t._exec("PRAGMA journal_mode") == [("wal",)] and t._exec("PRAGMA synchronous") == [(1,)]
 
         t.begin_bulk_load(DATA_TABLES)  # a run that fails after this: closing returns the file to WAL
@@ -311,7 +311,8 @@ def test_first_sqlite_load_writes_through_a_rollback_journal_and_leaves_wal(tmp_
     t = Target(parse_target(url))
     try:
         assert t._exec("PRAGMA journal_mode") == [("wal",)]
-        assert not t.begin_bulk_load(DATA_TABLES).rollback_journal  # rows loaded: no longer a first load
+        t.begin_bulk_load(DATA_TABLES)
+        assert not t.rollback_journal  # rows loaded: no longer a first load
     finally:
         t.close()
     assert not (tmp_path / "t.db-journal").exists()
@@ -327,8 +328,8 @@ def test_a_run_starting_beside_a_first_load_connects_and_neither_waits_for_a_jou
     b = None
     try:
         a.ensure_schema()
-        bulk = a.begin_bulk_load(DATA_TABLES)
-        assert bulk.rollback_journal
+        deferred = a.begin_bulk_load(DATA_TABLES)
+        assert a.rollback_journal
         with a.transaction():
             a._exec("INSERT INTO etl_schema (table_name, schema_version, updated_at) VALUES ('x', '0', 'now')")
             b = Target(url, busy_timeout_ms=60_000)  # A holds the write lock: B's switch to WAL is refused
@@ -336,7 +337,7 @@ def test_a_run_starting_beside_a_first_load_connects_and_neither_waits_for_a_jou
         assert b.count("etl_schema") == a.count("etl_schema")
         b.close()
         b = None
-        a.end_bulk_load(bulk)
+        a.end_bulk_load(deferred)
         assert a._exec("PRAGMA journal_mode") == [("wal",)]
     finally:
         if b is not None:
