@@ -1,0 +1,50 @@
+"""The SQLite wire form: dates and timestamps formatted by the loader are the text the ADBC driver writes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import adbc_driver_sqlite.dbapi as sqlite_dbapi
+import polars as pl
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.tables import Column, Table
+
+PROBE = Table(
+    name="probe",
+    columns=(Column("k", "int64", False), Column("d", "date"), Column("ts", "timestamp")),
+    key=("k",),
+)
+instants = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2099, 12, 31)).map(
+    lambda d: d.replace(tzinfo=timezone.utc)
+)
+
+
+def _stored(path: Path, table: pa.Table) -> list[tuple]:
+    with sqlite_dbapi.connect(str(path)) as conn, conn.cursor() as cur:
+        cur.adbc_ingest("probe", table, mode="create")
+        conn.commit()
+        cur.execute("SELECT k, d, ts FROM probe ORDER BY k")
+        return cur.fetchall()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    values=st.lists(st.tuples(st.none() | st.dates(date(1970, 1, 1), date(2099, 12, 31)), st.none() | instants), max_size=40),
+    repeat=st.booleans(),
+)
+def test_sqlite_text_is_what_the_driver_writes(tmp_path_factory, values, repeat) -> None:  # type: ignore[no-untyped-def]
+    if repeat and values:  # a column of one value takes the formatted-once path
+        values = [values[0]] * 3
+    df = pl.DataFrame(
+        {"k": list(range(len(values))), "d": [v[0] for v in values], "ts": [v[1] for v in values]},
+        schema=PROBE.polars_schema(),
+    )
+    work = tmp_path_factory.mktemp("wire")
+    ours = _stored(work / "ours.db", PROBE.wire_table(df, "sqlite"))
+    drivers = _stored(work / "driver.db", df.to_arrow().cast(PROBE.arrow_schema()))
+    assert ours == drivers
+    assert all(isinstance(ts, str) and "T" in ts for _, _, ts in ours if ts is not None)
