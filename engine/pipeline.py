@@ -386,20 +386,25 @@ class _Runner:
 
     # -- JSONL units ------------------------------------------------------------------------------
     def _prepare(self, unit: list[_Read], newest: set[str]) -> _Prepared:
-        """Extract and normalize one unit; pure (touches no staged, manifest or database state)."""
+        """Extract and normalize one unit; pure (touches no staged, manifest or database state).
+
+        Each file goes from bytes to typed rows and reject rows on its own, and its bytes and decoded
+        JSON are released before the next file is read: a unit holds normalized rows, never the whole
+        unit's raw text, so memory follows the largest file rather than the size of a day.
+        """
         kind = unit[0].file.kind
         timings: Counter = Counter()
-        raws, rejects, manifest_rows, ranges = [], [], [], {}
+        row_parts: list[pl.DataFrame] = []
+        reject_parts: list[pl.DataFrame] = []
+        manifest_rows: list[dict[str, Any]] = []
         held_back = lines_in_unit = nbytes = 0
         for r in unit:
             t = time.perf_counter()
             rng = scan.read_new_bytes(r.file, r.start, r.first_line, r.file.rel in newest)
-            ranges[r.file.rel] = rng
             dec = scan.decode(rng)
             timings["scan"] += time.perf_counter() - t
             lit = dict(source_file=pl.lit(r.file.rel), source_line=pl.col("line_idx") + r.first_line)
-            raws.append(dec.rows.with_columns(**lit).drop("line_idx"))
-            rejects.append(dec.rejects.with_columns(**lit))
+            rejects = [dec.rejects.with_columns(**lit)]
             consumed, lines = rng.end, r.first_line - 1 + rng.n_lines
             if rng.tail_is_truncated:
                 rejects.append(
@@ -414,21 +419,26 @@ class _Runner:
             lines_in_unit += lines - (r.first_line - 1)
             nbytes += len(rng.data)
             manifest_rows.append(self._manifest_row(r.file, rng, consumed, lines))
-        all_rejects = pl.concat(rejects).select("source_file", "source_line", "reason")
+            file_rejects = pl.concat(rejects).select("source_file", "source_line", "reason")
+            if dec.rows.height or (lines_in_unit and r is unit[-1] and not row_parts):
+                t = time.perf_counter()
+                raw = dec.rows.with_columns(**lit).drop("line_idx")
+                rows, bad = normalize.NORMALIZERS[kind](raw.lazy(), self.ctx)
+                row_parts.append(rows)
+                file_rejects = pl.concat([file_rejects, bad])
+                timings["normalize"] += time.perf_counter() - t
+            reject_parts.append(self._reject_rows(file_rejects, rng, kind.value))
+            del rng, dec
+        reject_rows = pl.concat(reject_parts)
         rows, dups, other = None, 0, 0
         if lines_in_unit:
-            t = time.perf_counter()
-            raw = pl.concat(raws, how="vertical_relaxed")
-            rows, bad = normalize.NORMALIZERS[kind](raw.lazy(), self.ctx)
-            all_rejects = pl.concat([all_rejects, bad])
-            timings["normalize"] += time.perf_counter() - t
+            rows = pl.concat(row_parts)
             if self.opts.market is not None:
                 in_scope = rows.filter(pl.col("market") == self.opts.market)
                 rows, other = in_scope, rows.height - in_scope.height
             t = time.perf_counter()
             rows, dups = dedup.winners_in_batch(rows, TABLE_OF[kind])
             timings["dedup"] += time.perf_counter() - t
-        reject_rows = self._reject_rows(all_rejects, ranges, kind.value)
         return _Prepared(
             unit, kind, manifest_rows, nbytes, rows, dups, other, reject_rows, held_back, lines_in_unit, timings
         )
@@ -475,18 +485,16 @@ class _Runner:
             "fp_hash": fp_hash, "content_hash": None, "run_id": self.summary.run_id,
         }
 
-    def _reject_rows(self, rejects: pl.DataFrame, ranges: dict[str, scan.ByteRange], source_type: str) -> pl.DataFrame:
+    def _reject_rows(self, rejects: pl.DataFrame, rng: scan.ByteRange, source_type: str) -> pl.DataFrame:
+        """etl_rejects rows of one file's rejected lines (source_file, source_line, reason), raw text added."""
         if rejects.height == 0:
             return pl.DataFrame(schema=ETL_REJECTS.polars_schema())
-        parts = []
-        for (rel,), grp in rejects.sort("source_file", "source_line").group_by("source_file", maintain_order=True):
-            rng = ranges[rel]
-            idx = (grp["source_line"] - rng.first_line).to_numpy()
-            in_data = idx < rng.n_lines
-            tail = pl.Series([rng.tail.decode("utf-8", "replace")[: scan.RAW_LINE_CAP]] * int((~in_data).sum()), dtype=pl.String)
-            parts.append(grp.with_columns(raw_line=pl.concat([rng.raw_lines(idx[in_data]), tail])))
+        grp = rejects.sort("source_line")
+        idx = (grp["source_line"] - rng.first_line).to_numpy()
+        in_data = idx < rng.n_lines
+        tail = pl.Series([rng.tail.decode("utf-8", "replace")[: scan.RAW_LINE_CAP]] * int((~in_data).sum()), dtype=pl.String)
         return (
-            pl.concat(parts)
+            grp.with_columns(raw_line=pl.concat([rng.raw_lines(idx[in_data]), tail]))
             .rename({"source_line": "line_number"})
             .with_columns(
                 source_type=pl.lit(source_type),
