@@ -107,20 +107,16 @@ class Table:
         df = df.select(names)
         if dialect != "sqlite":
             return df.to_arrow().cast(self.arrow_schema(names))
+        # Text goes as Polars holds it (Arrow string_view, no copy); the driver binds it like any string.
+        base = df.to_arrow(compat_level=pl.CompatLevel.newest())
         arrays = [
             _sqlite_text(df[n].cast(_POLARS[cols[n].type]), cols[n].type)
             if cols[n].type in SQLITE_TEXT_TYPES
-            else df[n].to_arrow().cast(_ARROW[cols[n].type])
+            else base.column(n).cast(pa.string_view() if cols[n].type == "text" else _ARROW[cols[n].type])
             for n in names
         ]
         return pa.Table.from_arrays(
-            arrays,
-            schema=pa.schema(
-                [
-                    pa.field(n, pa.string() if cols[n].type in SQLITE_TEXT_TYPES else _ARROW[cols[n].type], cols[n].nullable)
-                    for n in names
-                ]
-            ),
+            arrays, schema=pa.schema([pa.field(n, a.type, cols[n].nullable) for n, a in zip(names, arrays)])
         )
 
     def polars_schema(self, columns: list[str] | None = None) -> pl.Schema:

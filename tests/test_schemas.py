@@ -1,4 +1,5 @@
-"""The SQLite wire form: dates and timestamps formatted by the loader are the text the ADBC driver writes."""
+"""The SQLite wire form: what the loader sends (dates and times as its own text, text as string_view) is
+stored exactly as the driver stores plain Arrow dates, timestamps and strings."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from schemas.tables import Column, Table
 
 PROBE = Table(
     name="probe",
-    columns=(Column("k", "int64", False), Column("d", "date"), Column("ts", "timestamp")),
+    columns=(Column("k", "int64", False), Column("d", "date"), Column("ts", "timestamp"), Column("t", "text")),
     key=("k",),
 )
 instants = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2099, 12, 31)).map(
@@ -27,24 +28,27 @@ def _stored(path: Path, table: pa.Table) -> list[tuple]:
     with sqlite_dbapi.connect(str(path)) as conn, conn.cursor() as cur:
         cur.adbc_ingest("probe", table, mode="create")
         conn.commit()
-        cur.execute("SELECT k, d, ts FROM probe ORDER BY k")
+        cur.execute("SELECT k, d, ts, t FROM probe ORDER BY k")
         return cur.fetchall()
 
 
 @settings(max_examples=25, deadline=None)
 @given(
-    values=st.lists(st.tuples(st.none() | st.dates(date(1970, 1, 1), date(2099, 12, 31)), st.none() | instants), max_size=40),
+    values=st.lists(
+        st.tuples(st.none() | st.dates(date(1970, 1, 1), date(2099, 12, 31)), st.none() | instants, st.none() | st.text()),
+        max_size=40,
+    ),
     repeat=st.booleans(),
 )
 def test_sqlite_text_is_what_the_driver_writes(tmp_path_factory, values, repeat) -> None:  # type: ignore[no-untyped-def]
     if repeat and values:  # a column of one value takes the formatted-once path
         values = [values[0]] * 3
     df = pl.DataFrame(
-        {"k": list(range(len(values))), "d": [v[0] for v in values], "ts": [v[1] for v in values]},
+        {"k": list(range(len(values))), **{c: [v[i] for v in values] for i, c in enumerate(("d", "ts", "t"))}},
         schema=PROBE.polars_schema(),
     )
     work = tmp_path_factory.mktemp("wire")
     ours = _stored(work / "ours.db", PROBE.wire_table(df, "sqlite"))
     drivers = _stored(work / "driver.db", df.to_arrow().cast(PROBE.arrow_schema()))
     assert ours == drivers
-    assert all(isinstance(ts, str) and "T" in ts for _, _, ts in ours if ts is not None)
+    assert all(isinstance(ts, str) and "T" in ts for _, _, ts, _ in ours if ts is not None)
