@@ -243,9 +243,10 @@ def decode(rng: ByteRange) -> Decoded:
     """Decode every complete line of ``rng`` against its kind's explicit schema.
 
     Lines that cannot be an object (empty, not ``{...}``) are set aside by a vectorized byte check, and
-    likely bad objects by a vectorized guess (``_decode_guarded``); the rest are decoded by one
+    likely bad objects by a vectorized guess (``_likely_bad``); the rest are decoded by one
     ``read_ndjson`` call, and only if that fails by chunks that are split until each bad line stands
-    alone. Only bad lines are ever looked at one by one, and only they are classified in Python.
+    alone. Only suspects and bad lines are ever looked at one by one, and only bad lines are classified
+    in Python. The buffer is copied at most once, without every set-aside line.
     """
     schema = RECORD_SCHEMAS[rng.file.kind]
     empty_rows = pl.DataFrame(schema={"line_idx": pl.Int64(), **schema})
@@ -257,34 +258,43 @@ def decode(rng: ByteRange) -> Decoded:
     last = ends - 1
     last = np.where((last >= starts) & (arr[np.maximum(last, 0)] == 13), last - 1, last)  # tolerate \r\n
     nonempty = last >= starts
-    suspicious = ~nonempty
-    suspicious[nonempty] = (arr[starts[nonempty]] != ord("{")) | (arr[last[nonempty]] != ord("}"))
-    bad = np.flatnonzero(suspicious)
-    good = np.flatnonzero(~suspicious)
-    buf, buf_ends = _without(rng.data, starts, ends, bad, good) if bad.size else (rng.data, rng.line_ends)
+    not_object = ~nonempty
+    not_object[nonempty] = (arr[starts[nonempty]] != ord("{")) | (arr[last[nonempty]] != ord("}"))
+    set_aside = not_object | _likely_bad(rng.data, ends, REQUIRED_OBJECTS[rng.file.kind])
     parts: list[pl.DataFrame] = []
-    failed: list[int] = []
-    _decode_guarded(buf, buf_ends, good.size, schema, REQUIRED_OBJECTS[rng.file.kind], parts, failed)
-    rows = pl.concat(parts).sort("line_idx") if parts else empty_rows
-    if good.size and rows.height:
-        rows = rows.with_columns(line_idx=pl.Series(good, dtype=pl.Int64).gather(rows["line_idx"]))
-    lines_failed = sorted([*bad.tolist(), *good[np.asarray(failed, dtype=np.int64)].tolist()])
-    reasons = [_classify_bad_line(rng.data[starts[i] : ends[i]]) for i in lines_failed]
-    rejects = pl.DataFrame({"line_idx": lines_failed, "reason": reasons}, schema=_REJECT_SCHEMA)
+    failed: list[int] = np.flatnonzero(not_object).tolist()
+    for i in np.flatnonzero(set_aside & ~not_object).tolist():  # suspects: each read on its own
+        single = _read(rng.data[starts[i] : ends[i] + 1], schema, i, 1)
+        if single is not None:
+            parts.append(single)
+        else:
+            failed.append(i)
+    rest = np.flatnonzero(~set_aside)
+    if rest.size == rng.n_lines:
+        _read_all(rng.data, ends, rest.size, schema, parts, failed)
+    elif rest.size:
+        bulk: list[pl.DataFrame] = []
+        bulk_failed: list[int] = []
+        _read_all(*_without(rng.data, starts, ends, np.flatnonzero(set_aside), rest), rest.size, schema, bulk, bulk_failed)
+        index = pl.Series(rest, dtype=pl.Int64)
+        parts.extend(df.with_columns(line_idx=index.gather(df["line_idx"])) for df in bulk)
+        failed.extend(rest[bulk_failed].tolist())
+    rows = (pl.concat(parts).sort("line_idx") if len(parts) > 1 else parts[0]) if parts else empty_rows
+    failed.sort()
+    reasons = [_classify_bad_line(rng.data[starts[i] : ends[i]]) for i in failed]
+    rejects = pl.DataFrame({"line_idx": failed, "reason": reasons}, schema=_REJECT_SCHEMA)
     return Decoded(rows.select(empty_rows.columns), rejects)
 
 
-def _decode_guarded(
-    buf: bytes, ends: np.ndarray, n: int, schema: pl.Schema, objects: tuple[str, ...], parts: list[pl.DataFrame], failed: list[int]
-) -> None:
-    """Guess the bad lines cheaply, read the rest at once, bisect only if the guess missed one.
+def _likely_bad(data: bytes, ends: np.ndarray, objects: tuple[str, ...]) -> np.ndarray:
+    """A cheap guess of the lines one ``read_ndjson`` call would fail on, from a vectorized look at every ``{``.
 
-    Suspect, from a vectorized look at every ``{``: a line where a ``{`` other than the first is not a
-    value (two records run together by a crash), where a required struct does not open exactly once
-    (``"price": 5``), or with a byte that never occurs in UTF-8. Suspects are read one by one; the
-    guess only decides speed, never the result.
+    Suspect: a line where a ``{`` other than the first is not a value (two records run together by a
+    crash), where a required struct does not open exactly once (``"price": 5``), or with a byte that never
+    occurs in UTF-8. The guess only decides speed, never the result.
     """
-    arr = np.frombuffer(buf, dtype=np.uint8)
+    n = ends.shape[0]
+    arr = np.frombuffer(data, dtype=np.uint8)
     braces = byte_positions(arr, ord("{"))
     line_of = np.searchsorted(ends, braces)
     is_value = (braces >= 2) & (_preceded_by(arr, braces, b": ") if braces.size else False)
@@ -294,26 +304,9 @@ def _decode_guarded(
         sel = np.flatnonzero(is_value & (braces >= len(pattern)))
         match = _preceded_by(arr, braces[sel], pattern)
         odd |= np.bincount(line_of[sel[match]], minlength=n)[:n] != 1
-    if not buf.isascii():  # C speed; only then look for bytes that never occur in UTF-8
+    if not data.isascii():  # C speed; only then look for bytes that never occur in UTF-8
         odd[np.searchsorted(ends, byte_positions(arr, 0xC0, 0xC1, at_least=0xF5))] = True
-    if not odd.any():
-        _read_all(buf, ends, n, schema, parts, failed)
-        return
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    odd_idx = np.flatnonzero(odd)
-    for i in odd_idx.tolist():
-        single = _read(buf[starts[i] : ends[i] + 1], schema, i, 1)
-        if single is not None:
-            parts.append(single)
-        else:
-            failed.append(i)
-    rest_idx = np.flatnonzero(~odd)
-    rest: list[pl.DataFrame] = []
-    rest_failed: list[int] = []
-    _read_all(*_without(buf, starts, ends, odd_idx, rest_idx), rest_idx.size, schema, rest, rest_failed)
-    index = pl.Series(rest_idx, dtype=pl.Int64)
-    parts.extend(df.with_columns(line_idx=index.gather(df["line_idx"])) for df in rest)
-    failed.extend(rest_idx[rest_failed].tolist())
+    return odd
 
 
 def _preceded_by(arr: np.ndarray, at: np.ndarray, pattern: bytes) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -86,3 +87,32 @@ def test_raw_lines_cut_by_arrow_equal_python_decoding() -> None:
     idx = np.arange(0, len(lines), 3)
     cap = scan.RAW_LINE_CAP
     assert rng.raw_lines(idx).to_list() == [lines[i][: cap * 4].decode("utf-8", "replace")[:cap] for i in idx]
+
+
+LINE_KINDS = [
+    lambda i: tick(acc=i),  # clean
+    lambda i: tick(acc=i, source="web{socket"),  # a brace inside a string: the guess suspects it, it decodes
+    lambda i: tick(acc=i, session="{x}"),  # the same, at the end of the line
+    lambda i: tick(acc=i)[:40],  # truncated in the middle
+    lambda i: tick(acc=i)[:30] + tick(acc=i + 1),  # two records run together
+    lambda i: tick(acc=i).replace('"price": {', '"price": 5, "x": {'),  # a struct field that is not one
+    lambda i: "",  # empty
+    lambda i: "[1, 2]",  # JSON, not an object
+    lambda i: tick(acc=i).replace('"change_rate": 1.54', '"change_rate": NaN'),  # passes the guess, not JSON
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(kinds=st.lists(st.integers(0, len(LINE_KINDS) - 1), min_size=1, max_size=60))
+def test_decode_equals_reading_each_line_on_its_own(tmp_path_factory, kinds) -> None:  # type: ignore[no-untyped-def]
+    """Whatever mix of clean, suspect and bad lines: a line decodes, with its number, iff it does alone."""
+    root = tmp_path_factory.mktemp("mix")
+    lines = [LINE_KINDS[k](i) for i, k in enumerate(kinds)]
+    path = write_lines(root / "a/assets/scalp/20260130_13.jsonl", lines)
+    dec = decode_file(path, root / "a")
+    alone = [scan._read(line.encode() + b"\n", scan.RECORD_SCHEMAS[scan.Kind.SCALP], i, 1) for i, line in enumerate(lines)]
+    assert dec.rows["line_idx"].to_list() == [i for i, df in enumerate(alone) if df is not None]
+    assert dec.rejects["line_idx"].to_list() == [i for i, df in enumerate(alone) if df is None]
+    decoded = [df for df in alone if df is not None]
+    if decoded:
+        assert dec.rows.equals(pl.concat(decoded).select(dec.rows.columns))
