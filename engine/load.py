@@ -260,7 +260,7 @@ class Target:
     def close(self) -> None:
         if self._rollback_journal:  # a failed first load: leave the file as every other run leaves it
             try:
-                self._journal("wal")
+                self._journal("wal", checkpointer=False)
             except Exception:  # noqa: BLE001 - the next run's connect switches it back to WAL anyway
                 pass
         if self._checkpointer is not None:
@@ -272,7 +272,7 @@ class Target:
         """SQLite: the file is in a rollback-journal mode (a first load's), not WAL."""
         return self._rollback_journal
 
-    def _journal(self, mode: Literal["wal", "delete"]) -> str:
+    def _journal(self, mode: Literal["wal", "delete"], *, checkpointer: bool = True) -> str:
         """SQLite: switch the journal mode; the mode the file is in afterwards.
 
         WAL (every run's mode): readers never wait for a load, COMMIT only appends to the WAL, and the
@@ -281,7 +281,8 @@ class Target:
         each page is written once instead of twice (WAL, then checkpoint), with ``synchronous=FULL`` for
         the same durability. Switching needs the only connection to the file: where another one is open
         (a run beside this one, a reader), the file stays as it is, and the next connect or close of a
-        run tries again. Either mode is crash-safe; only readers and speed differ.
+        run tries again. Either mode is crash-safe; only readers and speed differ. ``checkpointer=False``
+        (at close): no checkpointer thread for a connection about to go.
         """
         if self._checkpointer is not None:
             self._checkpointer.close()
@@ -300,7 +301,8 @@ class Target:
         self._rollback_journal = got != "wal"
         if got == "wal":
             self._exec("PRAGMA synchronous=NORMAL")  # durable in WAL mode; a power cut may lose the last commit
-            self._checkpointer = _Checkpointer.start(self._driver_module, str(self.target.path), self._busy_timeout_ms)
+            if checkpointer:
+                self._checkpointer = _Checkpointer.start(self._driver_module, str(self.target.path), self._busy_timeout_ms)
         else:
             self._exec("PRAGMA synchronous=FULL")
         # Without the checkpointer thread (or if another run turns the file back to WAL), SQLite's own.

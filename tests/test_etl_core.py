@@ -318,6 +318,28 @@ def test_first_sqlite_load_writes_through_a_rollback_journal_and_leaves_wal(tmp_
     assert not (tmp_path / "t.db-journal").exists()
 
 
+def test_closing_after_a_failed_first_load_returns_to_wal_without_a_checkpointer(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A run that fails in its first load leaves the file in WAL, and starts no thread to do it."""
+    import adbc_driver_sqlite.dbapi as driver
+
+    from engine import load
+    from schemas.tables import DATA_TABLES
+
+    t = Target(parse_target(f"sqlite:///{tmp_path / 't.db'}"))
+    try:
+        t.ensure_schema()
+        t.begin_bulk_load(DATA_TABLES)
+        assert t.rollback_journal
+        started: list[object] = []
+        monkeypatch.setattr(load._Checkpointer, "start", classmethod(lambda cls, *args: started.append(args)))
+    finally:
+        t.close()
+    assert started == []
+    with driver.connect(str(tmp_path / "t.db")) as conn, conn.cursor() as cur:
+        cur.execute("PRAGMA journal_mode")
+        assert cur.fetchall() == [("wal",)]
+
+
 def test_a_run_starting_beside_a_first_load_connects_and_neither_waits_for_a_journal_switch(tmp_path: Path) -> None:
     """Run A loads into an empty file through a rollback journal; run B connects in the middle of A's
     transaction: B neither fails nor waits to switch the file back to WAL, and A's end switches it."""
