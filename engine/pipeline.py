@@ -420,6 +420,7 @@ class _Runner:
             nbytes += len(rng.data)
             manifest_rows.append(self._manifest_row(r.file, rng, consumed, lines))
             file_rejects = pl.concat(rejects).select("source_file", "source_line", "reason")
+            # A unit whose every line was rejected still needs one (empty) frame of normalized rows.
             if dec.rows.height or (lines_in_unit and r is unit[-1] and not row_parts):
                 t = time.perf_counter()
                 raw = dec.rows.with_columns(**lit).drop("line_idx")
