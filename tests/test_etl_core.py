@@ -421,3 +421,17 @@ def test_a_full_disk_while_staging_stops_the_run_in_one_sentence_and_the_next_ru
     run(src, url, tmp_path / "stg")
     run(src, f"sqlite:///{tmp_path / 'clean.db'}", tmp_path / "clean-stg")
     assert db_snapshot(url) == db_snapshot(f"sqlite:///{tmp_path / 'clean.db'}")
+
+
+def test_a_unit_whose_every_line_is_rejected_commits_its_rejects(tmp_path: Path) -> None:
+    """Nothing decodes on one day, nothing validates on another: both units commit their rejects only."""
+    src = tmp_path / "a"
+    write_lines(src / "assets/scalp/20260129_13.jsonl", ["{not json", "", "[1]"])
+    write_lines(src / SCALP, [tick(acc=i, source="mock") for i in range(1, 4)] + ["{truncated"])
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    s = run(src, url, tmp_path / "stg").to_dict()
+    assert (s["lines_read"], s["loaded"], s["rejected"]) == (7, 0, 7)
+    assert s["rejects_by_reason"] == {"invalid_json": 3, "not_an_object": 1, "test_row": 3}
+    before = db_snapshot(url)
+    assert run(src, url, tmp_path / "stg").to_dict()["lines_read"] == 0
+    assert db_snapshot(url) == before
