@@ -420,8 +420,7 @@ class _Runner:
             nbytes += len(rng.data)
             manifest_rows.append(self._manifest_row(r.file, rng, consumed, lines))
             file_rejects = pl.concat(rejects).select("source_file", "source_line", "reason")
-            # A unit whose every line was rejected still needs one (empty) frame of normalized rows.
-            if dec.rows.height or (lines_in_unit and r is unit[-1] and not row_parts):
+            if dec.rows.height:
                 t = time.perf_counter()
                 raw = dec.rows.with_columns(**lit).drop("line_idx")
                 rows, bad = normalize.NORMALIZERS[kind](raw.lazy(), self.ctx)
@@ -429,11 +428,11 @@ class _Runner:
                 file_rejects = pl.concat([file_rejects, bad])
                 timings["normalize"] += time.perf_counter() - t
             reject_parts.append(self._reject_rows(file_rejects, rng, kind.value))
-            del rng, dec
+            del rng, dec  # free this file's bytes before the next file is read, not after
         reject_rows = pl.concat(reject_parts)
         rows, dups, other = None, 0, 0
-        if lines_in_unit:
-            rows = pl.concat(row_parts)
+        if lines_in_unit:  # (a unit whose every line was rejected has no rows, but commits its rejects)
+            rows = pl.concat(row_parts) if row_parts else pl.DataFrame(schema=TABLE_OF[kind].polars_schema())
             if self.opts.market is not None:
                 in_scope = rows.filter(pl.col("market") == self.opts.market)
                 rows, other = in_scope, rows.height - in_scope.height

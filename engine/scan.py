@@ -270,14 +270,14 @@ def decode(rng: ByteRange) -> Decoded:
         else:
             failed.append(i)
     rest = np.flatnonzero(~set_aside)
-    if rest.size == rng.n_lines:
-        _read_all(rng.data, ends, rest.size, schema, parts, failed)
-    elif rest.size:
+    if rest.size:  # the rest at once, from the range itself or from one copy without the set-aside lines
+        whole = rest.size == rng.n_lines
+        buf, buf_ends = (rng.data, ends) if whole else _without(rng.data, starts, ends, np.flatnonzero(set_aside), rest)
         bulk: list[pl.DataFrame] = []
         bulk_failed: list[int] = []
-        _read_all(*_without(rng.data, starts, ends, np.flatnonzero(set_aside), rest), rest.size, schema, bulk, bulk_failed)
+        _read_all(buf, buf_ends, rest.size, schema, bulk, bulk_failed)
         index = pl.Series(rest, dtype=pl.Int64)
-        parts.extend(df.with_columns(line_idx=index.gather(df["line_idx"])) for df in bulk)
+        parts.extend(df if whole else df.with_columns(line_idx=index.gather(df["line_idx"])) for df in bulk)
         failed.extend(rest[bulk_failed].tolist())
     rows = (pl.concat(parts).sort("line_idx") if len(parts) > 1 else parts[0]) if parts else empty_rows
     failed.sort()
