@@ -7,22 +7,21 @@ partition is a vectorized anti-join (new keys) and inner join (a copy that beats
 Ticks are matched on ``(symbol, trade_date, exchange time, acc_volume)``, the exchange time being
 NULL (and NULLs equal) for lines that carry none: their ``event_time`` is the receive time of the
 winning copy, so when an earlier-received copy wins later, the row's primary key moves (a delete and
-an insert). ``tick_volume`` is recomputed over the partition's winners, so a late trade also updates
-its successor.
+an insert). ``tick_volume`` is recomputed from each symbol's first new trade on, so a late trade also
+updates its successor; a staged row that changes is rewritten with the other rows of its part only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache, partial
-from typing import Callable
+from typing import Iterable
 from datetime import date
 from pathlib import Path
 
 import polars as pl
 
 from schemas.tables import SCALP_TICKS, Table
-from staging.layout import part_files, partition_dir, read_partition
+from staging.layout import PART_INDEX, part_files, partition_dir, read_parts
 
 _DK_TIME = "_dk_time"
 
@@ -100,7 +99,13 @@ def _tick_volume(df: pl.DataFrame) -> pl.DataFrame:
 def resolve_partition(
     staging: Path, table: Table, market: str, day: date, batch: pl.DataFrame, compact_at: int = 16
 ) -> PartitionDelta:
-    """Compare one partition's batch winners with what is staged there."""
+    """Compare one partition's batch winners with what is staged there.
+
+    Staged rows that change (a better copy, a recomputed tick_volume) are rewritten with the commit's
+    inserts into its one new part, together with the rest of the parts that held them: a late trade in
+    a day's last hour rewrites that hour's part, not the whole day, so a commit's memory follows its own
+    size. Only a partition that would reach ``compact_at`` parts is rewritten whole.
+    """
     in_path = set(table.partition_by)
     dk = [k for k in dedup_key(table) if k not in in_path]  # match columns (partition columns are equal)
     pk = [k for k in table.key if k not in in_path]
@@ -109,9 +114,13 @@ def resolve_partition(
     files = part_files(partition_dir(staging, table, market, day))
     cols = table.column_names
     stored = list(dict.fromkeys([*pk, *order, *(["time_source", "tick_volume"] if is_ticks else [])]))
-    full_partition = cache(partial(_full_partition, staging, table, market, day))  # read at most once
-    compact = len(files) + 1 >= compact_at  # the partition is rewritten whole: read it whole, once
-    staged = full_partition().select(stored) if files and compact else read_partition(staging, table, market, day, stored)
+    parts = _Parts(files, table, market, day)
+    compact = bool(files) and len(files) + 1 >= compact_at  # rewritten whole: read it whole, once
+    staged = (
+        parts.rows(range(len(files))).select([*stored, PART_INDEX])
+        if compact
+        else read_parts(files, table, stored, part_index=True)
+    )
     staged = with_dedup_key(staged, table)
     batch = with_dedup_key(batch, table)
     deletes = pl.DataFrame(schema=table.polars_schema(list(table.key)))
@@ -136,7 +145,7 @@ def resolve_partition(
     loaded = inserts.height + updates.height
     neighbours = pl.DataFrame(schema=table.polars_schema())
     if is_ticks:
-        inserts, updates, neighbours = _recompute_tick_volume(full_partition, staged, inserts, updates, dk, pk)
+        inserts, updates, neighbours = _recompute_tick_volume(parts, staged, inserts, updates, dk, pk)
     inserts = inserts.select(cols)
     updates = updates.select(cols)
     all_updates = pl.concat([updates, neighbours]) if neighbours.height else updates
@@ -144,22 +153,44 @@ def resolve_partition(
     rewrite: pl.DataFrame | None = None
     obsolete: list[Path] = []
     if files and (all_updates.height or compact):
-        full = with_dedup_key(full_partition(), table)
         replaced = with_dedup_key(all_updates, table).select(dk)
-        rest = full.join(replaced, on=dk, how="anti", nulls_equal=True).select(cols)
-        rewrite = pl.concat([rest, all_updates, inserts]).sort(list(table.key))
-        obsolete = files
+        touched = list(range(len(files))) if compact else _parts_holding(staged, replaced, dk)
+        rest = with_dedup_key(parts.rows(touched), table).join(replaced, on=dk, how="anti", nulls_equal=True)
+        rewrite = pl.concat([rest.select(cols), all_updates, inserts]).sort(list(table.key))
+        obsolete = [files[i] for i in touched]
     return PartitionDelta(table, market, day, inserts, all_updates, deletes, loaded, dups, rewrite, obsolete)
 
 
-def _full_partition(staging: Path, table: Table, market: str, day: date) -> pl.DataFrame:
-    return read_partition(staging, table, market, day).with_columns(
-        pl.lit(market).alias(table.partition_by[0]), pl.lit(day).alias(table.partition_by[1])
-    )
+class _Parts:
+    """Whole rows of a partition's staged parts (partition columns added), each part read at most once."""
+
+    def __init__(self, files: list[Path], table: Table, market: str, day: date) -> None:
+        self.files, self.table, self.market, self.day = files, table, market, day
+        self._read: dict[int, pl.DataFrame] = {}
+
+    def rows(self, which: Iterable[int]) -> pl.DataFrame:
+        frames = []
+        for i in which:
+            if i not in self._read:
+                self._read[i] = read_parts([self.files[i]], self.table).with_columns(
+                    pl.lit(self.market).alias(self.table.partition_by[0]),
+                    pl.lit(self.day).alias(self.table.partition_by[1]),
+                    pl.lit(i, pl.UInt32).alias(PART_INDEX),
+                )
+            frames.append(self._read[i])
+        if not frames:
+            return pl.DataFrame(schema={**self.table.polars_schema(), PART_INDEX: pl.UInt32})
+        return pl.concat(frames)
+
+
+def _parts_holding(staged: pl.DataFrame, keys: pl.DataFrame, on: list[str]) -> list[int]:
+    """Indexes of the parts whose staged rows match ``keys`` on ``on``."""
+    hit = staged.join(keys.select(on), on=on, how="semi", nulls_equal=True)
+    return sorted(hit[PART_INDEX].unique().to_list())
 
 
 def _recompute_tick_volume(
-    full_partition: Callable[[], pl.DataFrame],
+    parts: _Parts,
     staged: pl.DataFrame,
     inserts: pl.DataFrame,
     updates: pl.DataFrame,
@@ -170,20 +201,40 @@ def _recompute_tick_volume(
     if staged.height == 0:  # a new partition (nothing staged, so nothing updated either)
         return _tick_volume(inserts), updates, pl.DataFrame(schema=SCALP_TICKS.polars_schema())
     ident = list(dict.fromkeys([*dk, "event_time"]))
+    order = ["acc_volume", "event_time"]
     kept = staged.select([*ident, "tick_volume"]).join(updates.select(dk), on=dk, how="anti", nulls_equal=True)
-    every = pl.concat([kept.select(ident), inserts.select(ident), updates.select(ident)])
-    tv = _tick_volume(every).select([*dk, "tick_volume"])
+    new = pl.concat([inserts.select(ident), updates.select(ident)])
+    # Only staged trades at or after a symbol's first new one (in tick_volume's order) can change, and
+    # the staged trade just before it gives that first one its value: a day's later hour touches a
+    # handful of staged rows, not the whole day.
+    first = new.sort(["symbol", *order]).group_by("symbol", maintain_order=True).first()
+    near = kept.join(first.select("symbol", *[pl.col(c).alias(f"_lo_{c}") for c in order]), on="symbol", how="inner")
+    after = (pl.col("acc_volume") > pl.col("_lo_acc_volume")) | (
+        (pl.col("acc_volume") == pl.col("_lo_acc_volume")) & (pl.col("event_time") >= pl.col("_lo_event_time"))
+    )
+    tail = near.filter(after)
+    before = (  # the last staged trade before the first new one: of the symbol's highest volume below it
+        near.filter(~after)
+        .filter(pl.col("acc_volume") == pl.col("acc_volume").max().over("symbol"))
+        .sort(["symbol", *order])
+        .group_by("symbol", maintain_order=True)
+        .last()
+    )
+    every = pl.concat([before.select(ident), tail.select(ident), new])
+    tv = (  # the trade before has no predecessor here: its own value is left as it is
+        _tick_volume(every).join(before.select(dk), on=dk, how="anti", nulls_equal=True).select([*dk, "tick_volume"])
+    )
     inserts = inserts.drop("tick_volume").join(tv, on=dk, how="left", nulls_equal=True)
     updates = updates.drop("tick_volume").join(tv, on=dk, how="left", nulls_equal=True)
     changed = (
-        kept.join(tv.rename({"tick_volume": "_tv"}), on=dk, how="inner", nulls_equal=True)
+        tail.join(tv.rename({"tick_volume": "_tv"}), on=dk, how="inner", nulls_equal=True)
         .filter(pl.col("tick_volume").ne_missing(pl.col("_tv")))
         .select([*pk, "_tv"])
     )
     neighbours = pl.DataFrame(schema=SCALP_TICKS.polars_schema())
     if changed.height:
         neighbours = (
-            full_partition()
+            parts.rows(_parts_holding(staged, changed, pk))
             .join(changed, on=pk, how="inner")
             .with_columns(tick_volume=pl.col("_tv"))
             .select(SCALP_TICKS.column_names)

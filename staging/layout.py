@@ -34,11 +34,28 @@ def read_partition(
     staging: Path, table: Table, market: str, day: date, columns: list[str] | None = None
 ) -> pl.DataFrame:
     """The committed rows of one partition (file columns only), or an empty frame of the right schema."""
+    return read_parts(part_files(partition_dir(staging, table, market, day)), table, columns)
+
+
+PART_INDEX = "_part"
+
+
+def read_parts(
+    files: list[Path], table: Table, columns: list[str] | None = None, part_index: bool = False
+) -> pl.DataFrame:
+    """Rows of the given part files (file columns only); with ``part_index``, each row's index in ``files``."""
     cols = columns if columns is not None else table.file_columns
-    files = part_files(partition_dir(staging, table, market, day))
     if not files:
-        return pl.DataFrame(schema=table.polars_schema(cols))
-    return pl.read_parquet(files, columns=cols, hive_partitioning=False)
+        empty = pl.DataFrame(schema=table.polars_schema(cols))
+        return empty.with_columns(pl.lit(0, pl.UInt32).alias(PART_INDEX)).clear() if part_index else empty
+    if not part_index:
+        return pl.read_parquet(files, columns=cols, hive_partitioning=False)
+    return pl.concat(
+        [
+            pl.read_parquet(f, columns=cols, hive_partitioning=False).with_columns(pl.lit(i, pl.UInt32).alias(PART_INDEX))
+            for i, f in enumerate(files)
+        ]
+    )
 
 
 def write_atomic(df: pl.DataFrame, path: Path) -> None:

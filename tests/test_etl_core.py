@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from engine.load import Target, parse_target
 from schemas.records import REJECT_REASONS
-from tests.support import db_snapshot, run, swing, tick, write_lines
+from tests.support import db_snapshot, run, staged_snapshot, swing, tick, write_lines
 
 SCALP = "assets/scalp/20260130_13.jsonl"
 
@@ -148,6 +149,38 @@ def test_late_trade_updates_its_successors_tick_volume(tmp_path: Path, target_ur
     assert s["tables"]["scalp_ticks"] == {"inserted": 1, "updated": 1, "deleted": 0}
     assert rows(target_url, "SELECT acc_volume, tick_volume FROM scalp_ticks ORDER BY acc_volume") == [
         (100, None), (130, 30), (160, 30)
+    ]
+
+
+def test_a_late_trade_rewrites_only_the_staged_part_that_holds_its_successor(tmp_path: Path) -> None:
+    """A day staged as three parts (three runs); a late trade in the first hour changes one row of the
+    first part: that part is rewritten into the commit's new part, the other two stay as they were, and
+    the staging and the database equal one run over every file."""
+    src, stg, url = tmp_path / "a", tmp_path / "stg", f"sqlite:///{tmp_path / 'db.sqlite'}"
+    for hour, (t0, acc0) in enumerate([("090510", 100), ("100510", 500), ("110510", 900)]):
+        write_lines(src / f"assets/scalp/20260130_{9 + hour:02d}.jsonl", [
+            tick(ts=f"2026-01-30T{t0[:2]}:05:10.5+09:00", execution_time=t0, acc=acc0),
+            tick(ts=f"2026-01-30T{t0[:2]}:05:12.5+09:00", execution_time=t0[:4] + "12", acc=acc0 + 60),
+        ])
+        run(src, url, stg)
+    (part_dir,) = (stg / "scalp_ticks").glob("market=*/trade_date=2026-01-30")
+    before = sorted(p.name for p in part_dir.glob("part-*.parquet"))
+    assert len(before) == 3
+    write_lines(src / "assets/scalp/20260130_12.jsonl", [tick(ts="2026-01-30T09:05:11.5+09:00", execution_time="090511", acc=130)])
+    s = run(src, url, stg).to_dict()
+    assert s["tables"]["scalp_ticks"] == {"inserted": 1, "updated": 1, "deleted": 0}
+    after = sorted(p.name for p in part_dir.glob("part-*.parquet"))
+    assert before[1:] == after[:2] and before[0] not in after and len(after) == 3
+    assert len(pl.read_parquet(part_dir / after[2])) == 3  # the first hour's two rows and the late trade
+
+    once_src, once_stg, once_url = tmp_path / "b", tmp_path / "stg-b", f"sqlite:///{tmp_path / 'once.sqlite'}"
+    for f in src.rglob("*.jsonl"):
+        write_lines(once_src / f.relative_to(src), f.read_text(encoding="utf-8").splitlines())
+    run(once_src, once_url, once_stg)
+    assert staged_snapshot(stg) == staged_snapshot(once_stg)
+    assert db_snapshot(url) == db_snapshot(once_url)
+    assert rows(url, "SELECT acc_volume, tick_volume FROM scalp_ticks ORDER BY acc_volume")[:4] == [
+        (100, None), (130, 30), (160, 30), (500, 340)
     ]
 
 
