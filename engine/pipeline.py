@@ -296,6 +296,15 @@ def _cap(unit: list[_Read], limit: int) -> list[list[_Read]]:
     return out
 
 
+def _partitions(rows: pl.DataFrame, table: Table) -> dict[tuple[Any, ...], pl.DataFrame]:
+    """The rows of each (market, trade date) partition; a unit of one partition (the usual case) is not
+    copied: ``partition_by`` gathers every row again, a second copy of a day's ticks at the peak."""
+    keys = rows.select(table.partition_by).unique()
+    if keys.height == 1:
+        return {keys.row(0): rows}
+    return rows.partition_by(table.partition_by, as_dict=True, maintain_order=True)
+
+
 @contextmanager
 def _timed(summary: RunSummary, stage: str) -> Iterator[None]:
     t = time.perf_counter()
@@ -456,7 +465,7 @@ class _Runner:
         with _timed(self.summary, "dedup"):
             deltas = [
                 dedup.resolve_partition(self.staging, table, m, d, part)
-                for (m, d), part in batch.partition_by(table.partition_by, as_dict=True, maintain_order=True).items()
+                for (m, d), part in _partitions(batch, table).items()
             ]
         loaded = sum(d.loaded for d in deltas)
         dups = p.duplicates + sum(d.duplicates for d in deltas)
