@@ -12,6 +12,8 @@ Tasks:
   per-record    The design document's per-record loop: json.loads, SELECT the key, INSERT or UPDATE,
                 one row at a time through Python's standard drivers (sqlite3 / psycopg), commit per 10,000.
   dlt           dlt's merge load (delete-insert, primary key = observer-etl's idempotency key).
+  units         observer-etl with its unit size, lookahead and SQLite cache set (the memory study in
+                bench/README.md), with the process's peak RSS (VmHWM) in its result.
 """
 
 from __future__ import annotations
@@ -383,7 +385,55 @@ def dlt_merge(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-TASKS = {"parse-floor": parse_floor, "ingest-floor": ingest_floor, "per-record": per_record, "dlt": dlt_merge}
+def units(args: dict[str, Any]) -> dict[str, Any]:
+    """observer-etl's ``run_etl`` with its memory knobs set: how the unit size bounds the peak, and at what cost.
+
+    args: archive, work (a fresh directory: SQLite file and staging), and optionally unit_mb,
+    lookahead_mb (new bytes per commit unit / prepared ahead; default 128 each), sqlite_cache_mib,
+    keep_freed (false: glibc returns freed memory, unlike the CLI), and
+    hold_last: that many of the last day's scalp files are held back, then added one at a time, each
+    with a run of its own (an hour appended to a staged day). Peak RSS is the process's, as always.
+    """
+    import shutil
+
+    import engine.load
+    from engine import pipeline
+    from engine.config import RunOptions
+
+    if args.get("keep_freed", True):
+        pipeline.keep_freed_memory_for_reuse()  # as the CLI does
+    if "unit_mb" in args:
+        pipeline.UNIT_BYTES = int(args["unit_mb"] * 2**20)
+    if "lookahead_mb" in args:
+        pipeline.LOOKAHEAD_BYTES = int(args["lookahead_mb"] * 2**20)
+    if "sqlite_cache_mib" in args:
+        engine.load.SQLITE_CACHE_KIB = int(args["sqlite_cache_mib"] * 1024)
+    work = Path(args["work"])
+    source = work / "archive"
+    shutil.copytree(args["archive"], source)
+    scalp = sorted((source / "assets" / "scalp").glob("*.jsonl"))
+    held = scalp[len(scalp) - int(args.get("hold_last", 0)):] if args.get("hold_last") else []
+    (work / "held").mkdir()
+    for f in held:
+        f.rename(work / "held" / f.name)
+    opts = RunOptions(source=source, target=f"sqlite:///{work / 'db.sqlite'}", staging=work / "staging")
+    runs = []
+    for f in [None, *held]:
+        if f is not None:
+            (work / "held" / f.name).rename(f)
+        t0 = time.perf_counter()
+        s = pipeline.run_etl(opts)
+        runs.append({"added": f.name if f else None, "seconds": round(time.perf_counter() - t0, 3),
+                     "lines_read": s.counts["lines_read"], "commits": s.commits,
+                     "stage_seconds": {k: round(v, 3) for k, v in sorted(s.stages.items())}})
+    hwm = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("VmHWM:"))
+    return {"seconds": runs[0]["seconds"], "peak_rss_mb": int(hwm.split()[1]) >> 10, "runs": runs}
+
+
+TASKS = {
+    "parse-floor": parse_floor, "ingest-floor": ingest_floor, "per-record": per_record, "dlt": dlt_merge,
+    "units": units,
+}
 
 HWM_ENV = "BENCH_HWM_FILE"
 

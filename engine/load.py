@@ -160,6 +160,7 @@ def _parse_pg(url: str, parts: Any) -> TargetURL:
 
 
 _tmp_counter = itertools.count()
+SQLITE_CACHE_KIB = 65536  # SQLite's page cache: a load inserts at a few hot places of the key order
 _SCHEMA_LOCK = 0x6F627365  # pg_advisory_xact_lock key: one ensure_schema at a time per database
 
 
@@ -204,7 +205,7 @@ class Target:
             if self.dialect == "sqlite":
                 # Writers beside this one (a parallel per-market run) wait their turn for up to the busy timeout.
                 self._exec(f"PRAGMA busy_timeout={busy_timeout_ms}")
-                self._exec("PRAGMA cache_size=-65536")  # 64 MiB: a load inserts at a few hot places of the key order
+                self._exec(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
                 self._driver_module, self._busy_timeout_ms = driver, busy_timeout_ms
                 self._journal("wal")
         except TargetError:

@@ -83,3 +83,20 @@ def test_smoke_sqlite(tmp_path: Path) -> None:
 def test_smoke_postgresql(tmp_path: Path, pg_url: str) -> None:
     # The harness creates (and drops) a fresh database per measured run through this server.
     _smoke(tmp_path, "postgresql", pg_url)
+
+
+def test_units_probe_accounts_for_every_line_in_any_unit_size(tmp_path: Path) -> None:
+    """The memory study's probe (``python -m bench.child units``): a run in small units with a small
+    SQLite cache, then the held-back hours added one run each, read every line of the archive once."""
+    from bench.child import units
+    from bench.harness import ensure_archive
+
+    archive, expected = ensure_archive(20_000, 7, tmp_path / "cache")
+    res = units({"archive": str(archive), "work": str(tmp_path / "w"), "unit_mb": 0.5, "lookahead_mb": 0.5,
+                 "sqlite_cache_mib": 2, "hold_last": 2})
+    first, *added = res["runs"]
+    assert [r["added"] for r in added] == sorted(p.name for p in archive.glob("assets/scalp/*.jsonl"))[-2:]
+    assert all(r["lines_read"] > 0 and r["commits"] == 1 for r in added)
+    assert first["commits"] > 16  # half-megabyte units: more commits than (kind, day) pairs
+    assert sum(r["lines_read"] for r in res["runs"]) == expected["lines_total"] - expected["held_back"]
+    assert res["peak_rss_mb"] > 10
