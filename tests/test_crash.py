@@ -74,3 +74,29 @@ def test_kill_at_random_moments(generated, target_url: str, second_target: str, 
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     assert_agree(root, second_target, staging, want)
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_kill_during_a_commit_that_rewrites_one_staged_part(
+    point: str, target_url: str, second_target: str, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """A day staged as three hourly parts; the run that brings a late first-hour trade (its commit
+    rewrites the first part and obsoletes it) is killed at each point of the protocol; run again, the
+    staging and the database are those of one clean run."""
+    from tests.support import tick, write_lines
+
+    root, staging = tmp_path / "archive", tmp_path / "stg"
+    for hour in (9, 10, 11):
+        write_lines(root / f"assets/scalp/20260130_{hour:02d}.jsonl", [
+            tick(ts=f"2026-01-30T{hour:02d}:05:10.5+09:00", execution_time=f"{hour:02d}0510", acc=hour * 100),
+            tick(ts=f"2026-01-30T{hour:02d}:05:12.5+09:00", execution_time=f"{hour:02d}0512", acc=hour * 100 + 60),
+        ])
+        assert cli("etl", "--source", str(root), "--target", second_target, "--staging", str(staging)).returncode == 0
+    write_lines(root / "assets/scalp/20260130_12.jsonl", [tick(ts="2026-01-30T09:05:11.5+09:00", execution_time="090511", acc=930)])
+    want = clean_state(root, target_url, tmp_path / "ref-stg")
+    r = cli("etl", "--source", str(root), "--target", second_target, "--staging", str(staging), "--json",
+            env={"OBSERVER_ETL_CRASH_AT": f"{point}@1"})
+    assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr)
+    assert_agree(root, second_target, staging, want)
+    (part_dir,) = (staging / "scalp_ticks").glob("market=*/trade_date=2026-01-30")
+    assert len(list(part_dir.glob("part-*.parquet"))) == 3  # the first hour's part replaced, not added to
