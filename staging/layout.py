@@ -30,13 +30,6 @@ def part_name(run_id: str, seq: int) -> str:
     return f"part-{run_id}-{seq:06d}.parquet"
 
 
-def read_partition(
-    staging: Path, table: Table, market: str, day: date, columns: list[str] | None = None
-) -> pl.DataFrame:
-    """The committed rows of one partition (file columns only), or an empty frame of the right schema."""
-    return read_parts(part_files(partition_dir(staging, table, market, day)), table, columns)
-
-
 PART_INDEX = "_part"
 
 
