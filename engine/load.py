@@ -160,6 +160,7 @@ def _parse_pg(url: str, parts: Any) -> TargetURL:
 
 
 _tmp_counter = itertools.count()
+PG_COPY_BATCH_ROWS = 16_384  # rows per Arrow batch handed to the PostgreSQL driver's COPY (see _ingest)
 SQLITE_CACHE_KIB = 65536  # SQLite's page cache: a load inserts at a few hot places of the key order
 _SCHEMA_LOCK = 0x6F627365  # pg_advisory_xact_lock key: one ensure_schema at a time per database
 
@@ -231,8 +232,14 @@ class Target:
             return []
 
     def _ingest(self, name: str, data: pa.Table, *, mode: str, temporary: bool = False) -> None:
+        stream: pa.Table | pa.RecordBatchReader = data
+        if self.dialect == "postgresql" and data.num_rows > PG_COPY_BATCH_ROWS:
+            # The PostgreSQL driver encodes each batch it is given whole into one COPY buffer before
+            # sending it: one table-sized batch is a second copy of the unit in memory (1M bench archive:
+            # peak 708-792 MB, 550-594 MB in batches of 16,384 rows, as fast). Still one COPY.
+            stream = pa.RecordBatchReader.from_batches(data.schema, data.to_batches(max_chunksize=PG_COPY_BATCH_ROWS))
         with self._driver():
-            self.cur.adbc_ingest(name, data, mode=mode, temporary=temporary)
+            self.cur.adbc_ingest(name, stream, mode=mode, temporary=temporary)
 
     def ph(self, i: int) -> str:
         """The i-th (1-based) bind placeholder."""

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import adbc_driver_manager
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from engine.load import Target, TargetError, parse_target, redact
@@ -785,3 +786,29 @@ def test_end_to_end_postgres_equals_sqlite(big_archive: Path, pg_url: str, tmp_p
         assert pg_sum[k] == sq_sum[k], k
     assert {k: len(v) for k, v in pg_db.items()} == {k: len(v) for k, v in sq_db.items()}
     assert pg_db == sq_db
+
+
+def test_bulk_ingest_reaches_the_driver_in_bounded_batches_as_one_load(pg_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The driver copies each batch it gets whole into its COPY buffer: a unit's rows go as a stream of
+    batches of at most PG_COPY_BATCH_ROWS, and every row arrives, in order, in one transaction."""
+    import engine.load
+
+    monkeypatch.setattr(engine.load, "PG_COPY_BATCH_ROWS", 2)
+    t = _target(pg_url)
+    seen: list[list[int]] = []
+    real = t.cur.adbc_ingest
+
+    def spy(name, data, **kw):  # type: ignore[no-untyped-def]
+        batches = list(data) if hasattr(data, "read_next_batch") else data.to_batches()
+        seen.append([b.num_rows for b in batches])
+        return real(name, pa.RecordBatchReader.from_batches(batches[0].schema, batches), **kw)
+
+    monkeypatch.setattr(t.cur, "adbc_ingest", spy)
+    try:
+        df = _frame(SCALP_TICKS, [_tick_row(acc_volume=i, source_line=i) for i in range(5)])
+        with t.transaction():
+            assert t.append(SCALP_TICKS, df) == 5
+        assert seen == [[2, 2, 1]]
+        _same(t.read_table("scalp_ticks"), df, SCALP_TICKS)
+    finally:
+        t.close()
