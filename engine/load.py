@@ -231,15 +231,26 @@ class Target:
         except Exception:  # noqa: BLE001 - statements without a result set
             return []
 
-    def _ingest(self, name: str, data: pa.Table, *, mode: str, temporary: bool = False) -> None:
-        stream: pa.Table | pa.RecordBatchReader = data
-        if self.dialect == "postgresql" and data.num_rows > PG_COPY_BATCH_ROWS:
-            # The PostgreSQL driver encodes each batch it is given whole into one COPY buffer before
-            # sending it: one table-sized batch is a second copy of the unit in memory (1M bench archive:
-            # peak 708-792 MB, 550-594 MB in batches of 16,384 rows, as fast). Still one COPY.
-            stream = pa.RecordBatchReader.from_batches(data.schema, data.to_batches(max_chunksize=PG_COPY_BATCH_ROWS))
+    def _ingest(
+        self, name: str, table: Table, df: pl.DataFrame, columns: list[str] | None = None, *, mode: str,
+        temporary: bool = False,
+    ) -> None:
+        """Bulk-ingest ``df`` (``table``'s columns, or ``columns``) into ``name`` in its wire form."""
+        data: pa.Table | pa.RecordBatchReader
+        if self.dialect == "postgresql" and df.height > PG_COPY_BATCH_ROWS:
+            # The PostgreSQL driver encodes each batch it is given whole into one COPY buffer before it
+            # sends it, so a unit-sized batch is another copy of the unit; slices are made Arrow (and
+            # NUL-free) one at a time as the driver reads them. Still one COPY (1M bench archive: peak
+            # 714-773 MB as one batch, 581-601 MB in batches of 16,384 rows, as fast).
+            n = PG_COPY_BATCH_ROWS
+            slices = (self._arrow(table, df.slice(o, n), columns) for o in range(0, df.height, n))
+            data = pa.RecordBatchReader.from_batches(
+                table.arrow_schema(columns), (b for t in slices for b in t.to_batches())
+            )
+        else:
+            data = self._arrow(table, df, columns)
         with self._driver():
-            self.cur.adbc_ingest(name, stream, mode=mode, temporary=temporary)
+            self.cur.adbc_ingest(name, data, mode=mode, temporary=temporary)
 
     def ph(self, i: int) -> str:
         """The i-th (1-based) bind placeholder."""
@@ -260,7 +271,7 @@ class Target:
     def _temp_table(self, table: Table, df: pl.DataFrame, columns: list[str] | None = None) -> Iterator[str]:
         """``df`` (of ``table``'s columns) in a temporary table for set-based SQL; its name, dropped after."""
         tmp = f"etl_tmp_{table.name}_{next(_tmp_counter)}"
-        self._ingest(tmp, self._arrow(table, df, columns), mode="create", temporary=True)
+        self._ingest(tmp, table, df, columns, mode="create", temporary=True)
         src = f"temp.{tmp}" if self.dialect == "sqlite" else tmp
         yield src
         self._exec(f"DROP TABLE {src}")
@@ -506,7 +517,7 @@ class Target:
         """Bulk-ingest rows known to be new (raises on a key conflict)."""
         if df.height == 0:
             return 0
-        self._ingest(table.name, self._arrow(table, df), mode="append")
+        self._ingest(table.name, table, df, mode="append")
         return df.height
 
     def delete_keys(self, table: Table, keys: pl.DataFrame) -> int:
