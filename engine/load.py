@@ -161,7 +161,9 @@ def _parse_pg(url: str, parts: Any) -> TargetURL:
 
 _tmp_counter = itertools.count()
 PG_COPY_BATCH_ROWS = 16_384  # rows per Arrow batch handed to the PostgreSQL driver's COPY (see _ingest)
-SQLITE_CACHE_KIB = 65536  # SQLite's page cache: a load inserts at a few hot places of the key order
+# SQLite's page cache: a load inserts at a few hot places of the key order, so 32 MiB serve it as well
+# as 64 did (10M bench archive: 102.5/107.2 s against 105.7/103.8 s, peak 593/603 against 668/685 MB).
+SQLITE_CACHE_KIB = 32768
 _SCHEMA_LOCK = 0x6F627365  # pg_advisory_xact_lock key: one ensure_schema at a time per database
 
 
