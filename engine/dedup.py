@@ -14,7 +14,7 @@ updates its successor; a staged row that changes is rewritten with the other row
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Sequence
 from datetime import date
 from pathlib import Path
 
@@ -168,8 +168,7 @@ class _Parts:
         self.files, self.table, self.market, self.day = files, table, market, day
         self._read: dict[int, pl.DataFrame] = {}
 
-    def rows(self, which: Iterable[int]) -> pl.DataFrame:
-        frames = []
+    def rows(self, which: Sequence[int]) -> pl.DataFrame:
         for i in which:
             if i not in self._read:
                 self._read[i] = read_parts([self.files[i]], self.table).with_columns(
@@ -177,10 +176,7 @@ class _Parts:
                     pl.lit(self.day).alias(self.table.partition_by[1]),
                     pl.lit(i, pl.UInt32).alias(PART_INDEX),
                 )
-            frames.append(self._read[i])
-        if not frames:
-            return pl.DataFrame(schema={**self.table.polars_schema(), PART_INDEX: pl.UInt32})
-        return pl.concat(frames)
+        return pl.concat([self._read[i] for i in which])  # never empty: only parts that hold rows are asked for
 
 
 def _parts_holding(staged: pl.DataFrame, keys: pl.DataFrame, on: list[str]) -> list[int]:

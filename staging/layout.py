@@ -39,8 +39,7 @@ def read_parts(
     """Rows of the given part files (file columns only); with ``part_index``, each row's index in ``files``."""
     cols = columns if columns is not None else table.file_columns
     if not files:
-        empty = pl.DataFrame(schema=table.polars_schema(cols))
-        return empty.with_columns(pl.lit(0, pl.UInt32).alias(PART_INDEX)).clear() if part_index else empty
+        return pl.DataFrame(schema={**table.polars_schema(cols), **({PART_INDEX: pl.UInt32} if part_index else {})})
     if not part_index:
         return pl.read_parquet(files, columns=cols, hive_partitioning=False)
     return pl.concat(
