@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import io
 import json
 import math
@@ -412,7 +413,8 @@ def units(args: dict[str, Any]) -> dict[str, Any]:
     source = work / "archive"
     shutil.copytree(args["archive"], source)
     scalp = sorted((source / "assets" / "scalp").glob("*.jsonl"))
-    held = scalp[len(scalp) - int(args.get("hold_last", 0)):] if args.get("hold_last") else []
+    hold = int(args.get("hold_last", 0))
+    held = scalp[len(scalp) - hold:] if hold else []
     (work / "held").mkdir()
     for f in held:
         f.rename(work / "held" / f.name)
@@ -426,8 +428,7 @@ def units(args: dict[str, Any]) -> dict[str, Any]:
         runs.append({"added": f.name if f else None, "seconds": round(time.perf_counter() - t0, 3),
                      "lines_read": s.counts["lines_read"], "commits": s.commits,
                      "stage_seconds": {k: round(v, 3) for k, v in sorted(s.stages.items())}})
-    hwm = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("VmHWM:"))
-    return {"seconds": runs[0]["seconds"], "peak_rss_mb": int(hwm.split()[1]) >> 10, "runs": runs}
+    return {"seconds": runs[0]["seconds"], "peak_rss_mb": (_peak_rss_kib() or 0) >> 10, "runs": runs}
 
 
 TASKS = {
@@ -445,15 +446,21 @@ def _write_peak_rss() -> None:
     small measurement started by a big harness would report the harness's size.
     """
     path = os.environ.get(HWM_ENV)
-    if not path:
-        return
+    kib = _peak_rss_kib() if path else None
+    if path and kib is not None:
+        with contextlib.suppress(OSError):  # the harness then falls back to ru_maxrss
+            Path(path).write_text(str(kib))
+
+
+def _peak_rss_kib() -> int | None:
+    """This process's peak RSS so far (``VmHWM``, KiB), or None where /proc does not say."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
-                Path(path).write_text(line.split()[1])  # kB
-                return
+                return int(line.split()[1])
     except OSError:
         pass
+    return None
 
 
 def exec_module(argv: list[str]) -> None:
