@@ -101,8 +101,8 @@ def main() -> None:
 
 @app.command()
 def etl(
-    source: Optional[str] = typer.Option(None, "--source", help="Archive root, or a name in [sources] of observer.toml."),
-    target: Optional[str] = typer.Option(None, "--target", help="sqlite:///file.db, postgresql://..., or a name in [targets]."),
+    source: Optional[str] = typer.Option(None, "--source", help="Archive root, or a name in \\[sources] of observer.toml."),
+    target: Optional[str] = typer.Option(None, "--target", help="sqlite:///file.db, postgresql://..., or a name in \\[targets] of observer.toml."),
     staging: Optional[str] = typer.Option(None, "--staging", help="Directory of the staged Parquet and the manifest."),
     market: Optional[str] = typer.Option(None, "--market", help="Process only this market (parallel per-market runs)."),
     security_master: Optional[str] = typer.Option(None, "--security-master", help="CSV symbol,market."),

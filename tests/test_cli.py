@@ -79,3 +79,11 @@ def test_unwritable_staging_as_user(small_archive: Path, tmp_path: Path) -> None
     ro.mkdir(mode=0o500)
     r = cli("etl", "--source", str(small_archive), "--target", f"sqlite:///{tmp_path}/t.db", "--staging", str(ro / "s"))
     assert r.returncode != 0 and "not writable" in r.stderr
+
+
+def test_help_names_the_config_tables() -> None:
+    """Rich reads ``[sources]`` as markup and drops it unless escaped; the help must show it."""
+    r = cli("etl", "--help", env={"COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    assert "a name in [sources] of observer.toml" in r.stdout
+    assert "a name in [targets] of observer.toml" in r.stdout
