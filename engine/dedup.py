@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from schemas.tables import SCALP_TICKS, Table
-from staging.layout import PART_INDEX, part_files, partition_dir, read_parts
+from staging.layout import PART_INDEX, part_files, partition_dir, read_parts, with_partition_columns
 
 _DK_TIME = "_dk_time"
 
@@ -171,11 +171,8 @@ class _Parts:
     def rows(self, which: Sequence[int]) -> pl.DataFrame:
         for i in which:
             if i not in self._read:
-                self._read[i] = read_parts([self.files[i]], self.table).with_columns(
-                    pl.lit(self.market).alias(self.table.partition_by[0]),
-                    pl.lit(self.day).alias(self.table.partition_by[1]),
-                    pl.lit(i, pl.UInt32).alias(PART_INDEX),
-                )
+                rows = with_partition_columns(read_parts([self.files[i]], self.table), self.table, self.market, self.day)
+                self._read[i] = rows.with_columns(pl.lit(i, pl.UInt32).alias(PART_INDEX))
         return pl.concat([self._read[i] for i in which])  # never empty: only parts that hold rows are asked for
 
 

@@ -26,6 +26,20 @@ def part_files(directory: Path) -> list[Path]:
     return sorted(directory.glob(PART_GLOB)) if directory.is_dir() else []
 
 
+def partitions(staging: Path, table: Table) -> list[tuple[str, date, Path]]:
+    """Every (market, trade date) partition of ``table`` that holds parts, in path order."""
+    return [
+        (d.parent.name.removeprefix("market="), date.fromisoformat(d.name.removeprefix("trade_date=")), d)
+        for d in sorted((staging / table.name).glob("market=*/trade_date=*"))
+        if part_files(d)
+    ]
+
+
+def with_partition_columns(df: pl.DataFrame, table: Table, market: str, day: date) -> pl.DataFrame:
+    """A partition's file rows with the columns that live in its path."""
+    return df.with_columns(pl.lit(market).alias(table.partition_by[0]), pl.lit(day).alias(table.partition_by[1]))
+
+
 def part_name(run_id: str, seq: int) -> str:
     return f"part-{run_id}-{seq:06d}.parquet"
 
