@@ -153,6 +153,7 @@ def ingest_floor(args: dict[str, Any]) -> dict[str, Any]:
     cur.execute(begin)
     seconds = time.perf_counter() - t0
     batch: list[tuple[str, Any]] = []
+    pending = 0  # Arrow bytes in ``batch``
 
     def ingest() -> float:
         """The batch's partitions back to back, as one bulk ingest would send them: the clock runs here only."""
@@ -168,8 +169,10 @@ def ingest_floor(args: dict[str, Any]) -> dict[str, Any]:
         batch.append((name, tbl))
         rows += tbl.num_rows
         calls += 1
-        if sum(t.nbytes for _, t in batch) >= FLOOR_BATCH_BYTES:
+        pending += tbl.nbytes
+        if pending >= FLOOR_BATCH_BYTES:
             seconds += ingest()
+            pending = 0
     seconds += ingest()
     t0 = time.perf_counter()
     cur.execute("COMMIT")
@@ -470,7 +473,7 @@ def _write_peak_rss() -> None:
     small measurement started by a big harness would report the harness's size.
     """
     path = os.environ.get(HWM_ENV)
-    kib = _peak_rss_kib() if path else None
+    kib = _peak_rss_kib()
     if path and kib is not None:
         with contextlib.suppress(OSError):  # the harness then falls back to ru_maxrss
             Path(path).write_text(str(kib))

@@ -299,11 +299,12 @@ class PgServer:
         self.url = url
         self.base = url.rpartition("/")[0]
 
-    def _sql(self, *statements: str) -> list[tuple[Any, ...]]:
-        """Run statements on an admin connection of their own (autocommit); the last one's rows."""
+    def _sql(self, *statements: str, url: str | None = None) -> list[tuple[Any, ...]]:
+        """Run statements on a connection of their own (autocommit; the admin database unless ``url``);
+        the last one's rows."""
         import adbc_driver_postgresql.dbapi as pg
 
-        conn = pg.connect(self.url, autocommit=True)
+        conn = pg.connect(url or self.url, autocommit=True)
         cur = conn.cursor()
         rows: list[tuple[Any, ...]] = []
         try:
@@ -340,15 +341,7 @@ class PgServer:
         Autovacuum wakes within a minute of a 9.6M-row insert and works through the table for tens of
         seconds, beside whatever runs then; a user's next daily run meets a table it finished long ago.
         """
-        import adbc_driver_postgresql.dbapi as pg
-
-        conn = pg.connect(url, autocommit=True)
-        cur = conn.cursor()
-        try:
-            cur.execute("VACUUM (ANALYZE)")
-        finally:
-            cur.close()
-            conn.close()
+        self._sql("VACUUM (ANALYZE)", url=url)
 
     def drop(self, url: str) -> None:
         name = url.rpartition("/")[2]

@@ -100,3 +100,26 @@ def test_units_probe_accounts_for_every_line_in_any_unit_size(tmp_path: Path) ->
     assert first["commits"] > 16  # half-megabyte units: more commits than (kind, day) pairs
     assert sum(r["lines_read"] for r in res["runs"]) == expected["lines_total"] - expected["held_back"]
     assert res["peak_rss_mb"] > 10
+
+
+def test_ingest_floor_loads_every_staged_row_in_any_batch_size(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The ingest floor reads partitions ahead in batches; a batch of one partition or of all of them
+    puts the same rows in the database as the run staged."""
+    from adbc_driver_sqlite import dbapi
+
+    import bench.child
+    from bench.harness import ensure_archive
+    from tests.support import run
+
+    archive, _ = ensure_archive(20_000, 7, tmp_path / "cache")
+    summary = run(archive, f"sqlite:///{tmp_path}/e2e.db", tmp_path / "stg")
+    staged = summary.tables["scalp_ticks"]["inserted"] + summary.tables["swing_snapshots"]["inserted"]
+    for batch_bytes in (1, 1 << 30):
+        monkeypatch.setattr(bench.child, "FLOOR_BATCH_BYTES", batch_bytes)
+        target = f"sqlite:///{tmp_path}/floor-{batch_bytes}.db"
+        res = bench.child.ingest_floor({"staging": str(tmp_path / "stg"), "target": target})
+        assert res["rows"] == staged and res["partitions"] > 2
+        assert res["tables"] == ["scalp_ticks", "swing_snapshots"]
+        with dbapi.connect(f"{tmp_path}/floor-{batch_bytes}.db") as conn, conn.cursor() as cur:
+            cur.execute("SELECT (SELECT count(*) FROM floor_scalp_ticks) + (SELECT count(*) FROM floor_swing_snapshots)")
+            assert cur.fetchone()[0] == staged
