@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import polars as pl
@@ -68,6 +69,25 @@ def test_pattern_match_through_the_word_view_equals_bytewise(data) -> None:  # t
     )
     want = [buf[i - len(pattern) : i] == pattern for i in at.tolist()]
     assert scan._preceded_by(arr, at, pattern).tolist() == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(buf=st.binary(max_size=64), value=st.integers(0, 255), block=st.integers(1, 9))
+def test_byte_positions_equal_a_compare_over_the_whole_buffer(buf: bytes, value: int, block: int) -> None:
+    """Scanned block by block (blocks of 1-9 bytes here, so that hits fall on every boundary)."""
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    with patch.object(scan, "_SCAN_BLOCK", block):
+        assert scan.byte_positions(arr, value).tolist() == np.flatnonzero(arr == value).tolist()
+        assert scan.byte_positions(arr, at_least=value).tolist() == np.flatnonzero(arr >= value).tolist()
+
+
+def test_the_guess_suspects_bytes_that_never_occur_in_utf8_and_only_those() -> None:
+    """0xC0, 0xC1 and 0xF5-0xFF make a line a suspect; Hangul and 4-byte characters do not."""
+    inserts = [b"", "\ud55c\uae00".encode(), b"\xc0\xaf", b"\xc1", b"\xf5", b"\xff", "\U0001f600".encode(), b"\xc2\xa0"]
+    lines = [tick(acc=i).encode().replace(b"websocket", b"web" + x) for i, x in enumerate(inserts)]
+    data = b"\n".join(lines) + b"\n"
+    ends = scan.byte_positions(np.frombuffer(data, dtype=np.uint8), 10)
+    assert scan._likely_bad(data, ends, ("price", "volume")).tolist() == [False, False, True, True, True, True, False, False]
 
 
 def test_raw_lines_cut_by_arrow_equal_python_decoding() -> None:
