@@ -473,8 +473,10 @@ def _write_peak_rss() -> None:
     small measurement started by a big harness would report the harness's size.
     """
     path = os.environ.get(HWM_ENV)
+    if not path:
+        return
     kib = _peak_rss_kib()
-    if path and kib is not None:
+    if kib is not None:
         with contextlib.suppress(OSError):  # the harness then falls back to ru_maxrss
             Path(path).write_text(str(kib))
 

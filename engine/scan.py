@@ -144,22 +144,17 @@ def newest_of_series(files: list[ArchiveFile]) -> set[str]:
 _SCAN_BLOCK = 1 << 24
 
 
-def byte_positions(arr: np.ndarray, value: int | None = None, *, at_least: int | None = None) -> np.ndarray:
-    """Offsets of bytes equal to ``value`` (or, instead, >= ``at_least``), scanned in 16 MiB blocks.
+def byte_positions(arr: np.ndarray, value: int, compare: np.ufunc = np.equal) -> np.ndarray:
+    """Offsets of the bytes where ``compare(byte, value)`` holds (equal, by default), in 16 MiB blocks.
 
     One comparison over a whole 400 MB range allocates a 400 MB temporary and takes ~7x longer.
     """
-    if (value is None) == (at_least is None):
-        raise ValueError("byte_positions takes exactly one of value and at_least")
     out = []
     hit_buf = np.empty(min(arr.shape[0], _SCAN_BLOCK), dtype=bool)  # reused: fresh pages cost a kernel zeroing
     for off in range(0, arr.shape[0], _SCAN_BLOCK):
         block = arr[off : off + _SCAN_BLOCK]
         hit = hit_buf[: block.shape[0]]
-        if value is not None:
-            np.equal(block, value, out=hit)
-        else:
-            np.greater_equal(block, at_least, out=hit)
+        compare(block, value, out=hit)
         out.append(np.flatnonzero(hit) + off)
     return np.concatenate(out) if out else np.empty(0, dtype=np.int64)
 
@@ -316,8 +311,9 @@ def _likely_bad(data: bytes, ends: np.ndarray, objects: tuple[str, ...]) -> np.n
     if not data.isascii():  # C speed; only then look for bytes that never occur in UTF-8
         # One pass for the bytes >= 0xC0 (lead bytes, and those never valid), then only those are
         # checked: 1.3 ms for a 12 MB hour file against 5.5 ms comparing every byte three times.
-        lead = byte_positions(arr, at_least=0xC0)
-        never = lead[(arr[lead] <= 0xC1) | (arr[lead] >= 0xF5)]
+        lead = byte_positions(arr, 0xC0, np.greater_equal)
+        byte = arr[lead]
+        never = lead[(byte <= 0xC1) | (byte >= 0xF5)]
         odd[np.searchsorted(ends, never)] = True
     return odd
 

@@ -78,7 +78,7 @@ def test_byte_positions_equal_a_compare_over_the_whole_buffer(buf: bytes, value:
     arr = np.frombuffer(buf, dtype=np.uint8)
     with patch.object(scan, "_SCAN_BLOCK", block):
         assert scan.byte_positions(arr, value).tolist() == np.flatnonzero(arr == value).tolist()
-        assert scan.byte_positions(arr, at_least=value).tolist() == np.flatnonzero(arr >= value).tolist()
+        assert scan.byte_positions(arr, value, np.greater_equal).tolist() == np.flatnonzero(arr >= value).tolist()
 
 
 def test_the_guess_suspects_bytes_that_never_occur_in_utf8_and_only_those() -> None:
