@@ -164,10 +164,12 @@ PG_COPY_BATCH_ROWS = 16_384  # rows per Arrow batch handed to the PostgreSQL dri
 # SQLite's page cache: a load inserts at a few hot places of the key order, so 32 MiB serve it as well
 # as 64 did (10M bench archive: 102.5/107.2 s against 105.7/103.8 s, peak 593/603 against 668/685 MB).
 SQLITE_CACHE_KIB = 32768
-# Helper threads of SQLite's sorter while the deferred indexes are built at the end of a first load: the
-# event_time index of the 10M bench archive's 9.6M ticks takes 4.7-5.3 s with 1 against 6.7 s with none
-# (inside a whole run: end_bulk_load 4.47 against 6.40 s), and 2 or 4 are no faster on 2 cores (each adds
-# ~32 MB; 256 MB of page cache instead makes it slower).
+# Helper threads of SQLite's sorter, set with the connection's other pragmas. Only a sort as big as an
+# index build uses them: the deferred indexes built at the end of a first load (or rebuilt by
+# ensure_schema), a step that left the second core idle. The event_time index of the 10M bench archive's
+# 9.6M ticks takes 4.7-5.3 s with 1 against 6.7 s with none (inside a whole run: end_bulk_load 4.47
+# against 6.40 s); 2 or 4 are no faster on 2 cores and add ~32 MB each, and 256 MB of page cache
+# instead is slower.
 SQLITE_SORT_HELPERS = 1
 _SCHEMA_LOCK = 0x6F627365  # pg_advisory_xact_lock key: one ensure_schema at a time per database
 
@@ -214,6 +216,7 @@ class Target:
                 # Writers beside this one (a parallel per-market run) wait their turn for up to the busy timeout.
                 self._exec(f"PRAGMA busy_timeout={busy_timeout_ms}")
                 self._exec(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+                self._exec(f"PRAGMA threads={SQLITE_SORT_HELPERS}")
                 self._driver_module, self._busy_timeout_ms = driver, busy_timeout_ms
                 self._journal("wal")
         except TargetError:
@@ -406,13 +409,7 @@ class Target:
         return [t for t in empty if t.indexes]
 
     def end_bulk_load(self, deferred: list[Table]) -> None:
-        """Build the deferred indexes, and return the file to WAL mode.
-
-        On SQLite the index sort gets a helper thread: the build is the run's last step, with nothing
-        else left for the second core to do.
-        """
-        if deferred and self.dialect == "sqlite":
-            self._exec(f"PRAGMA threads={SQLITE_SORT_HELPERS}")
+        """Build the deferred indexes, and return the file to WAL mode."""
         with self.transaction():
             for t in deferred:
                 for idx in t.indexes:
