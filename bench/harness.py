@@ -3,13 +3,15 @@
 For each archive size (``--lines 1M --lines 10M``) and each target (SQLite, PostgreSQL), every
 measurement runs ``--repeat`` times, each in a process of its own (peak RSS from ``os.wait4``):
 
-1. ``observer etl ... --json`` end to end into a fresh database with a fresh staging directory;
-2. on the state the last of those runs left: a run with nothing new, and an incremental run that adds
+1. rounds of three runs side by side: ``observer etl ... --json`` end to end into a fresh database with
+   a fresh staging directory, and the floors on the same files: Polars parsing the JSONL with the
+   explicit schema and nothing else, and ADBC bulk ingest of the same clean rows into tables with no
+   key or index; the ratio to the floor is taken within each round (every run that reads the archive
+   starts with it read into the page cache: see ``warm``);
+2. on the state the last end-to-end run left: a run with nothing new, and an incremental run that adds
    one hour of ticks (a new ``assets/scalp/<day>_09.jsonl`` of a fixed line count, so that "one hour"
    costs the same whatever the archive's size);
-3. the floors on the same files: Polars parsing the JSONL with the explicit schema and nothing else,
-   and ADBC bulk ingest of the same clean rows into tables with no key or index;
-4. the baselines, on a sample of the same files: the design document's per-record loop and dlt's
+3. the baselines, on a sample of the same files: the design document's per-record loop and dlt's
    merge load.
 
 Results go to ``<out>/results.json``, ``results.md`` and ``results.png``; every number comes with the
@@ -35,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from bench.child import jsonl_files
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = REPO / "bench" / ".cache"
@@ -440,9 +444,61 @@ def link_copy(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, copy_function=os.link)
 
 
-def archive_stats(root: Path) -> dict[str, Any]:
-    from bench.child import jsonl_files
+def page_cache_share(paths: list[Path]) -> float | None:
+    """The share of these files' bytes in the page cache now (``mincore``), or None where it cannot say."""
+    import ctypes
+    import mmap
 
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype, libc.mmap.argtypes = ctypes.c_void_p, [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+        libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    except (OSError, AttributeError):
+        return None
+    page = mmap.PAGESIZE
+    total = resident = 0
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                continue
+            addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+            if addr in (None, ctypes.c_void_p(-1).value):
+                return None
+            try:
+                vec = (ctypes.c_ubyte * ((size + page - 1) // page))()
+                if libc.mincore(addr, size, vec) != 0:
+                    return None
+                resident += sum(b & 1 for b in bytes(vec)) * page
+                total += size
+            finally:
+                libc.munmap(addr, size)
+        finally:
+            os.close(fd)
+    return min(1.0, resident / total) if total else None
+
+
+def warm(paths: list[Path]) -> dict[str, Any]:
+    """Read files into the page cache before a timed run that reads them, and say what was there before.
+
+    This machine (a VM) pages out page-cache memory that has not been touched for about a minute
+    (DAMON's proactive reclaim), whatever memory is free: a 10M archive read by one run is partly gone
+    by the next, so some runs read from disk and some do not. Every run that reads the archive, floor
+    and end to end alike, starts from it warm instead.
+    """
+    before = page_cache_share(paths)
+    t = time.perf_counter()
+    for p in paths:
+        with p.open("rb", buffering=0) as fh:
+            while fh.read(1 << 24):
+                pass
+    return {"cached_before": None if before is None else round(before, 3), "seconds": round(time.perf_counter() - t, 2)}
+
+
+def archive_stats(root: Path) -> dict[str, Any]:
     files = jsonl_files(root)
     every = [p for p in root.rglob("*") if p.is_file()]
     return {
@@ -624,14 +680,6 @@ class Bench:
         self.results["sizes"] = [s for s in self.results["sizes"] if s["label"] != label]
         dbs = Databases(work, self.pg)
         try:
-            log(f"[bold]{label}[/]: parse floor ×{cfg.repeat}")
-            runs = []
-            for _ in range(cfg.repeat):
-                argv, shown = child_task("parse-floor", {"archive": _rel(archive)})
-                r = run_child(argv)
-                r.update(lines=r["rows"], command=shown)
-                runs.append(r)
-            entry["parse_floor"] = summarize(runs)
             for target in cfg.targets:
                 try:
                     entry["targets"][target] = self.run_target(label, target, archive, work, dbs)
@@ -641,6 +689,10 @@ class Bench:
                 self.results["sizes"].append(entry)  # partial results survive a crash
                 self.save()
                 self.results["sizes"].remove(entry)
+            parse_runs = [r for t in entry["targets"].values() for r in t.get("parse_floor", {}).get("runs", [])]
+            if not parse_runs:  # no target ran: the parse floor still says what the machine does today
+                parse_runs = [self._parse_floor(label, archive, i, cfg.repeat) for i in range(cfg.repeat)]
+            entry["parse_floor"] = summarize(parse_runs)
         finally:
             dbs.drop_all()
             if not cfg.keep_work:
@@ -653,34 +705,53 @@ class Bench:
         cfg = self.cfg
         out: dict[str, Any] = {}
         tag = f"{label}_{target}"
-        # 1. end to end, fresh database and staging every time; the last run's state is kept.
-        runs = []
-        kept: tuple[str, Path] | None = None
+        # 1. Rounds: each end-to-end run (fresh database and staging) with a parse floor and an ingest floor
+        # run right beside it, so that each ratio to the floor compares runs minutes apart, not a quarter of
+        # an hour: this machine's speed drifts by 15 % within half an hour. The first run stages the rows
+        # the ingest floor loads (hard links, so the copy costs nothing and keeps the parts that a later
+        # compaction replaces); the last run's database and staging are kept for the small runs.
         jsonl_bytes = archive_stats(archive)["jsonl_bytes"]
+        files = [p for _, p, _ in jsonl_files(archive)]
+        floor_rows = work / f"floor-rows-{target}"
+        e2e_runs, parse_runs, ingest_runs, rounds = [], [], [], []
+        kept: tuple[str, Path] | None = None
         for i in range(cfg.repeat):
             url = dbs.fresh(target, f"e2e_{tag}")
             staging = work / f"staging-{target}-{i}"
-            log(f"{label} {target}: end to end {i + 1}/{cfg.repeat}")
-            runs.append(self._etl(archive, url, staging, jsonl_bytes))
+            if i == 0:
+                e2e = self._e2e(label, target, archive, files, url, staging, jsonl_bytes, i)
+                for table in ("scalp_ticks", "swing_snapshots"):
+                    if (staging / table).exists():
+                        link_copy(staging / table, floor_rows / table)
+            parse = self._parse_floor(label, archive, i, cfg.repeat, files)
+            ingest = self._ingest_floor(label, target, tag, floor_rows, dbs, jsonl_bytes, i)
+            if i > 0:
+                e2e = self._e2e(label, target, archive, files, url, staging, jsonl_bytes, i)
+            floor = parse["seconds"] + ingest["seconds"]
+            rounds.append({"e2e_s": e2e["seconds"], "parse_floor_s": parse["seconds"],
+                           "ingest_floor_s": ingest["seconds"], "ratio": e2e["seconds"] / floor if floor > 0 else None})
+            e2e_runs.append(e2e)
+            parse_runs.append(parse)
+            ingest_runs.append(ingest)
             if i < cfg.repeat - 1:
                 dbs.drop(url)
                 shutil.rmtree(staging, ignore_errors=True)
             else:
                 kept = (url, staging)
-        out["e2e"] = summarize(runs)
+        shutil.rmtree(floor_rows, ignore_errors=True)
+        out["e2e"] = summarize(e2e_runs)
         out["e2e"]["stages"] = {
-            k: statistics.median(r["stage_seconds"].get(k, 0.0) for r in runs)
+            k: statistics.median(r["stage_seconds"].get(k, 0.0) for r in e2e_runs)
             for k in report.STAGES
         }
-        out["e2e"]["counts"] = {k: runs[-1][k] for k in ("lines_read", "loaded", "duplicates", "rejected", "held_back")}
+        out["e2e"]["counts"] = {k: e2e_runs[-1][k] for k in ("lines_read", "loaded", "duplicates", "rejected", "held_back")}
+        out["parse_floor"] = summarize(parse_runs)
+        for r in ingest_runs:
+            r["bytes"] = out["e2e"]["bytes"]
+        out["ingest_floor"] = summarize(ingest_runs)
+        out["rounds"] = rounds
         assert kept is not None
         url, staging = kept
-        # The rows it staged, for the ingest floor after the small runs (which add to the staging): hard
-        # links, so the copy costs nothing and keeps the parts that a later compaction replaces.
-        floor_rows = work / f"floor-rows-{target}"
-        for table in ("scalp_ticks", "swing_snapshots"):
-            if (staging / table).exists():
-                link_copy(staging / table, floor_rows / table)
 
         # 2. nothing new, then one new hour at a time, on a settled machine.
         out["settle_s"] = self.settle(target, url)
@@ -709,21 +780,7 @@ class Bench:
             dbs.drop(url)
             shutil.rmtree(staging, ignore_errors=True)
 
-        # 3b. the ingest floor: the same clean rows, into a fresh database, no key, no index. After the small
-        # runs: its reads and its gigabytes of new database pages evict the page cache they would start from.
-        runs = []
-        for i in range(cfg.repeat):
-            floor_url = dbs.fresh(target, f"floor_{tag}")
-            log(f"{label} {target}: ingest floor {i + 1}/{cfg.repeat}")
-            argv, shown = child_task("ingest-floor", {"staging": _rel(floor_rows), "target": floor_url})
-            r = run_child(argv)
-            r.update(lines=r["rows"], bytes=out["e2e"]["bytes"], command=shown)
-            runs.append(r)
-            dbs.drop(floor_url)
-        out["ingest_floor"] = summarize(runs)
-        shutil.rmtree(floor_rows, ignore_errors=True)
-
-        # 4. baselines on a sample.
+        # 3. baselines on a sample.
         out["baselines"] = self.run_baselines(label, target, archive, work, dbs, out["e2e"]["lines"])
         return out
 
@@ -745,6 +802,33 @@ class Bench:
                 log(f"the database was not settled before the small runs ({_error_line(str(exc))})")
         os.sync()
         return round(time.perf_counter() - t, 2)
+
+    def _e2e(self, label: str, target: str, archive: Path, files: list[Path], url: str, staging: Path,
+             nbytes: int, i: int) -> dict[str, Any]:
+        w = warm(files)
+        log(f"{label} {target}: end to end {i + 1}/{self.cfg.repeat}")
+        r = self._etl(archive, url, staging, nbytes)
+        r["warm"] = w
+        return r
+
+    def _parse_floor(self, label: str, archive: Path, i: int, n: int, files: list[Path] | None = None) -> dict[str, Any]:
+        w = warm(files if files is not None else [p for _, p, _ in jsonl_files(archive)])
+        log(f"{label}: parse floor {i + 1}/{n}")
+        argv, shown = child_task("parse-floor", {"archive": _rel(archive)})
+        r = run_child(argv)
+        r.update(lines=r["rows"], command=shown, warm=w)
+        return r
+
+    def _ingest_floor(self, label: str, target: str, tag: str, rows: Path, dbs: Databases, nbytes: int,
+                      i: int) -> dict[str, Any]:
+        """ADBC ingest of the staged rows into a fresh database with no key or index (dropped after)."""
+        url = dbs.fresh(target, f"floor_{tag}")
+        log(f"{label} {target}: ingest floor {i + 1}/{self.cfg.repeat}")
+        argv, shown = child_task("ingest-floor", {"staging": _rel(rows), "target": url})
+        r = run_child(argv)
+        r.update(lines=r["rows"], bytes=nbytes, command=shown)
+        dbs.drop(url)
+        return r
 
     def _etl(self, archive: Path, url: str, staging: Path, nbytes: int) -> dict[str, Any]:
         argv, shown = etl_task(archive, url, staging)

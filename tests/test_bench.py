@@ -6,7 +6,14 @@ import importlib.util
 import json
 from pathlib import Path
 
-from bench.harness import BenchConfig, parse_args, parse_size, run_bench, size_label
+import os
+import sys
+
+import pytest
+
+from bench import report
+from bench.harness import BenchConfig, page_cache_share, parse_args, parse_size, run_bench, size_label, warm
+from bench.report import floor_ratio
 
 
 def test_sizes_parse_and_print() -> None:
@@ -18,6 +25,37 @@ def test_sizes_parse_and_print() -> None:
     cfg = parse_args(["--lines", "1M", "--lines", "10M", "--repeat", "2", "--targets", "sqlite"])
     assert cfg.sizes == [1_000_000, 10_000_000] and cfg.repeat == 2 and cfg.targets == ["sqlite"]
     assert cfg.command.startswith("python -m bench --lines 1M")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mincore and posix_fadvise: Linux page cache")
+def test_warm_reads_files_into_the_page_cache(tmp_path: Path) -> None:
+    files = []
+    for i in range(3):
+        p = tmp_path / f"f{i}.jsonl"
+        p.write_bytes(os.urandom(1 << 20))
+        files.append(p)
+    for p in files:  # written pages must reach the disk before the kernel will drop them
+        with p.open("rb") as fh:
+            os.fsync(fh.fileno())
+            os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    before = page_cache_share(files)
+    assert before is not None
+    if _fs_type(tmp_path) not in ("tmpfs", "ramfs", "devtmpfs"):  # memory-backed files cannot leave the page cache
+        assert before < 0.5
+    w = warm(files)
+    assert w["cached_before"] == pytest.approx(before, abs=0.01)
+    assert page_cache_share(files) == 1.0
+
+
+def _fs_type(path: Path) -> str:
+    """The file system type of the mount that holds ``path`` (from /proc/self/mountinfo)."""
+    best, fstype = "", ""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        mount, kind = fields[4], fields[fields.index("-") + 1]
+        if str(path.resolve()).startswith(mount.rstrip("/") + "/") and len(mount) > len(best):
+            best, fstype = mount, kind
+    return fstype
 
 
 def _check_run(stat: dict, lines_min: int = 1) -> None:
@@ -58,6 +96,11 @@ def _smoke(tmp_path: Path, target: str, pg_url: str | None = None) -> None:
     _check_run(t["ingest_floor"])
     tables = run["tables"]
     assert t["ingest_floor"]["lines"] == tables["scalp_ticks"]["inserted"] + tables["swing_snapshots"]["inserted"]
+    (rnd,) = t["rounds"]  # the end-to-end run and its floors, side by side
+    assert rnd["e2e_s"] == run["seconds"] and rnd["parse_floor_s"] == size["parse_floor"]["runs"][0]["seconds"]
+    assert rnd["ratio"] == rnd["e2e_s"] / (rnd["parse_floor_s"] + rnd["ingest_floor_s"])
+    assert floor_ratio(size, target) == rnd["ratio"]
+    assert run["warm"]["seconds"] >= 0
     _check_run(t["incremental"])
     assert t["incremental"]["runs"][0]["loaded"] > 0
     nn = t["nothing_new"]["runs"][0]
@@ -72,6 +115,7 @@ def _smoke(tmp_path: Path, target: str, pg_url: str | None = None) -> None:
     assert any("nothing-new" in g for g in goals)
     md = (out / "results.md").read_text()
     assert "observer etl end to end" in md and "python -m bench --lines 20k" in md
+    assert f"| 20k | {report.TARGET_NAME[target]} | 1 | {rnd['e2e_s']:.2f} |" in md
     readme = (tmp_path / "README.md").read_text()
     assert "bench-results:start" in readme and "observer etl end to end" in readme
 
