@@ -693,7 +693,8 @@ class Bench:
                 self.results["sizes"].remove(entry)
             parse_runs = [r for t in entry["targets"].values() for r in t.get("parse_floor", {}).get("runs", [])]
             if not parse_runs:  # no target ran: the parse floor still says what the machine does today
-                parse_runs = [self._parse_floor(label, archive, i, cfg.repeat) for i in range(cfg.repeat)]
+                files = [p for _, p, _ in jsonl_files(archive)]
+                parse_runs = [self._parse_floor(label, archive, files, i) for i in range(cfg.repeat)]
             entry["parse_floor"] = summarize(parse_runs)
         finally:
             dbs.drop_all()
@@ -715,7 +716,7 @@ class Bench:
         jsonl_bytes = archive_stats(archive)["jsonl_bytes"]
         files = [p for _, p, _ in jsonl_files(archive)]
         floor_rows = work / f"floor-rows-{target}"
-        e2e_runs, parse_runs, ingest_runs, rounds = [], [], [], []
+        e2e_runs, parse_runs, ingest_runs = [], [], []
         kept: tuple[str, Path] | None = None
         for i in range(cfg.repeat):
             url = dbs.fresh(target, f"e2e_{tag}")
@@ -725,16 +726,11 @@ class Bench:
                 for table in ("scalp_ticks", "swing_snapshots"):
                     if (staging / table).exists():
                         link_copy(staging / table, floor_rows / table)
-            parse = self._parse_floor(label, archive, i, cfg.repeat, files)
-            ingest = self._ingest_floor(label, target, tag, floor_rows, dbs, jsonl_bytes, i)
+            parse_runs.append(self._parse_floor(label, archive, files, i))
+            ingest_runs.append(self._ingest_floor(label, target, tag, floor_rows, dbs, jsonl_bytes, i))
             if i > 0:
                 e2e = self._e2e(label, target, archive, files, url, staging, jsonl_bytes, i)
-            floor = parse["seconds"] + ingest["seconds"]
-            rounds.append({"e2e_s": e2e["seconds"], "parse_floor_s": parse["seconds"],
-                           "ingest_floor_s": ingest["seconds"], "ratio": e2e["seconds"] / floor if floor > 0 else None})
-            e2e_runs.append(e2e)
-            parse_runs.append(parse)
-            ingest_runs.append(ingest)
+            e2e_runs.append(e2e)  # round i: e2e_runs[i], parse_runs[i], ingest_runs[i] (report.rounds)
             if i < cfg.repeat - 1:
                 dbs.drop(url)
                 shutil.rmtree(staging, ignore_errors=True)
@@ -748,10 +744,7 @@ class Bench:
         }
         out["e2e"]["counts"] = {k: e2e_runs[-1][k] for k in ("lines_read", "loaded", "duplicates", "rejected", "held_back")}
         out["parse_floor"] = summarize(parse_runs)
-        for r in ingest_runs:
-            r["bytes"] = out["e2e"]["bytes"]
         out["ingest_floor"] = summarize(ingest_runs)
-        out["rounds"] = rounds
         assert kept is not None
         url, staging = kept
 
@@ -813,9 +806,9 @@ class Bench:
         r["warm"] = w
         return r
 
-    def _parse_floor(self, label: str, archive: Path, i: int, n: int, files: list[Path] | None = None) -> dict[str, Any]:
-        w = warm(files if files is not None else [p for _, p, _ in jsonl_files(archive)])
-        log(f"{label}: parse floor {i + 1}/{n}")
+    def _parse_floor(self, label: str, archive: Path, files: list[Path], i: int) -> dict[str, Any]:
+        w = warm(files)
+        log(f"{label}: parse floor {i + 1}/{self.cfg.repeat}")
         argv, shown = child_task("parse-floor", {"archive": _rel(archive)})
         r = run_child(argv)
         r.update(lines=r["rows"], command=shown, warm=w)

@@ -46,11 +46,24 @@ def lps(stat: dict[str, Any] | None) -> float | None:
     return stat["lines_per_s"]["median"] if _ok(stat) else None
 
 
+def rounds(t: dict[str, Any]) -> list[dict[str, Any]]:
+    """A target's rounds: its i-th end-to-end run with the i-th parse and ingest floor runs measured beside
+    it (harness.Bench.run_target), and their ratio. Results from before the rounds have none: their parse
+    floor was one per size, not per target."""
+    if not (_ok(t.get("e2e")) and _ok(t.get("parse_floor")) and _ok(t.get("ingest_floor"))):
+        return []
+    out = []
+    for e2e, parse, ingest in zip(t["e2e"]["runs"], t["parse_floor"]["runs"], t["ingest_floor"]["runs"]):
+        floor = parse["seconds"] + ingest["seconds"]
+        out.append({"e2e": e2e, "parse": parse, "ingest": ingest, "ratio": e2e["seconds"] / floor if floor > 0 else None})
+    return out
+
+
 def floor_ratio(size: dict[str, Any], target: str) -> float | None:
     """End to end / (parse floor + ingest floor): the median over the rounds that measured them side by side
     (results from before the rounds: the ratio of the medians)."""
     t = size["targets"].get(target, {})
-    ratios = [r["ratio"] for r in t.get("rounds", []) if r.get("ratio") is not None]
+    ratios = [r["ratio"] for r in rounds(t) if r["ratio"] is not None]
     if ratios:
         return statistics.median(ratios)
     if not (_ok(t.get("e2e")) and _ok(t.get("ingest_floor")) and _ok(size.get("parse_floor"))):
@@ -254,11 +267,11 @@ ROUND_COLUMNS = ("size", "target", "round", "end to end s", "parse floor s", "in
 def round_rows(results: dict[str, Any]) -> Iterator[tuple[str, ...]]:
     for size in results.get("sizes", []):
         for target, t in size["targets"].items():
-            e2e_runs = t.get("e2e", {}).get("runs", [])
-            for i, r in enumerate(t.get("rounds", [])):
-                cached = (e2e_runs[i].get("warm") or {}).get("cached_before") if i < len(e2e_runs) else None
-                yield (size["label"], TARGET_NAME[target], str(i + 1), f"{r['e2e_s']:.2f}", f"{r['parse_floor_s']:.2f}",
-                       f"{r['ingest_floor_s']:.2f}", f"{r['ratio']:.2f}×" if r.get("ratio") else "–",
+            for i, r in enumerate(rounds(t)):
+                cached = (r["e2e"].get("warm") or {}).get("cached_before")
+                yield (size["label"], TARGET_NAME[target], str(i + 1), f"{r['e2e']['seconds']:.2f}",
+                       f"{r['parse']['seconds']:.2f}", f"{r['ingest']['seconds']:.2f}",
+                       f"{r['ratio']:.2f}×" if r["ratio"] else "–",
                        f"{cached:.0%}" if isinstance(cached, (int, float)) else "–")
 
 

@@ -96,9 +96,9 @@ def _smoke(tmp_path: Path, target: str, pg_url: str | None = None) -> None:
     _check_run(t["ingest_floor"])
     tables = run["tables"]
     assert t["ingest_floor"]["lines"] == tables["scalp_ticks"]["inserted"] + tables["swing_snapshots"]["inserted"]
-    (rnd,) = t["rounds"]  # the end-to-end run and its floors, side by side
-    assert rnd["e2e_s"] == run["seconds"] and rnd["parse_floor_s"] == size["parse_floor"]["runs"][0]["seconds"]
-    assert rnd["ratio"] == rnd["e2e_s"] / (rnd["parse_floor_s"] + rnd["ingest_floor_s"])
+    (rnd,) = report.rounds(t)  # the end-to-end run and its floors, side by side
+    assert rnd["e2e"]["seconds"] == run["seconds"] and rnd["parse"]["seconds"] == size["parse_floor"]["runs"][0]["seconds"]
+    assert rnd["ratio"] == rnd["e2e"]["seconds"] / (rnd["parse"]["seconds"] + rnd["ingest"]["seconds"])
     assert floor_ratio(size, target) == rnd["ratio"]
     assert run["warm"]["seconds"] >= 0
     _check_run(t["incremental"])
@@ -115,7 +115,7 @@ def _smoke(tmp_path: Path, target: str, pg_url: str | None = None) -> None:
     assert any("nothing-new" in g for g in goals)
     md = (out / "results.md").read_text()
     assert "observer etl end to end" in md and "python -m bench --lines 20k" in md
-    assert f"| 20k | {report.TARGET_NAME[target]} | 1 | {rnd['e2e_s']:.2f} |" in md
+    assert f"| 20k | {report.TARGET_NAME[target]} | 1 | {rnd['e2e']['seconds']:.2f} |" in md
     readme = (tmp_path / "README.md").read_text()
     assert "bench-results:start" in readme and "observer etl end to end" in readme
 
