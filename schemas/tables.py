@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -150,14 +151,73 @@ def _sqlite_text(col: pl.Series, logical: Logical) -> pa.Array:
     """A date or UTC timestamp column as the ADBC SQLite driver's text: "2026-01-05", "2026-01-05T00:30:00.000000".
 
     Arrow's cast writes "2026-01-05 00:30:00.000000" (six digits for microseconds, always); the space
-    becomes the ISO "T". A column of one value (etl_timestamp, trade_date) is formatted once.
+    becomes the ISO "T". A column of one value (etl_timestamp, trade_date) is formatted once, and a
+    timestamp column without nulls over a span of days by table lookups (``_iso_us``).
     """
     if col.len() > 1 and col.null_count() == 0 and col.min() == col.max():
         return pa.repeat(_sqlite_text(col.head(1), logical)[0], col.len())
     if logical == "date":
         return col.to_arrow().cast(pa.string())
+    if col.null_count() == 0 and col.len() > 0:
+        fast = _iso_us(col.dt.replace_time_zone(None).dt.cast_time_unit("us").to_physical().to_numpy())
+        if fast is not None:
+            return fast
     text = col.dt.replace_time_zone(None).to_arrow().cast(pa.string())
     return pc.utf8_replace_slice(text, start=10, stop=11, replacement="T")
+
+
+_US_PER_DAY = 86_400_000_000
+_EPOCH = np.datetime64("1970-01-01", "D")
+# The text of each second of a day ("HH:MM:SS"), of 0000..9999 and of 00..99, as little-endian integers
+# of their bytes: a timestamp's text is a handful of integer gathers into one fixed-width record.
+_CLOCK = np.array(
+    [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)], dtype="S8"
+).view("<u8")
+_DIGITS4 = np.array([f"{i:04d}" for i in range(10_000)], dtype="S4").view("<u4")
+_DIGITS2 = np.array([f"{i:02d}" for i in range(100)], dtype="S2").view("<u2")
+_ISO = np.dtype(  # "YYYY-MM-" "DD" "T" "HH:MM:SS" "." "ffff" "ff"
+    {
+        "names": ["date8", "date2", "t", "clock", "dot", "frac4", "frac2"],
+        "formats": ["<u8", "<u2", "u1", "<u8", "u1", "<u4", "<u2"],
+        "offsets": [0, 8, 10, 11, 19, 20, 24],
+        "itemsize": 26,
+    }
+)
+
+
+def _iso_us(us: np.ndarray) -> pa.Array | None:
+    """Microseconds since the epoch as "YYYY-MM-DDTHH:MM:SS.ffffff" text, or None outside years 1000-9999,
+    over more than 1,000 days or for more than 50M values (Arrow's cast does those).
+
+    Arrow's cast formats value by value: 0.28 s for a million timestamps, on the loading thread, twice
+    for every tick (7 % of that thread's samples in a 10M-line SQLite run). Here each part of the text
+    is gathered from a small table of its texts into one fixed-width buffer: the same bytes in a quarter
+    to a half of the time (the 1M bench archive's ticks in wire form: 0.10-0.14 s against 0.20 s).
+    """
+    if us.shape[0] > 50_000_000:  # offsets are 32-bit
+        return None
+    days = us // _US_PER_DAY
+    first, last = int(days.min()), int(days.max())
+    if last - first > 1_000 or not (-354_285 <= first and last <= 2_932_896):  # 1000-01-01 .. 9999-12-31
+        return None
+    dates = np.array([str(_EPOCH + np.timedelta64(d, "D")) for d in range(first, last + 1)], dtype="S10")
+    date_bytes = dates.view(np.uint8).reshape(-1, 10)
+    tod = us - days * _US_PER_DAY
+    sec = tod // 1_000_000
+    frac = tod - sec * 1_000_000
+    frac4 = frac // 100
+    day = days - first
+    out = np.empty(us.shape[0], dtype=_ISO)
+    out["date8"] = date_bytes[:, :8].copy().view("<u8").ravel()[day]
+    out["date2"] = date_bytes[:, 8:].copy().view("<u2").ravel()[day]
+    out["t"] = ord("T")
+    out["clock"] = _CLOCK[sec]
+    out["dot"] = ord(".")
+    out["frac4"] = _DIGITS4[frac4]
+    out["frac2"] = _DIGITS2[frac - frac4 * 100]
+    n = us.shape[0]
+    offsets = np.arange(0, 26 * (n + 1), 26, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out))
 
 
 def sql_type(dialect: Dialect, logical: Logical) -> str:

@@ -3,16 +3,17 @@ stored exactly as the driver stores plain Arrow dates, timestamps and strings.""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import adbc_driver_sqlite.dbapi as sqlite_dbapi
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.tables import Column, Table
+from schemas.tables import Column, Table, _sqlite_text
 
 PROBE = Table(
     name="probe",
@@ -52,3 +53,20 @@ def test_sqlite_text_is_what_the_driver_writes(tmp_path_factory, values, repeat)
     drivers = _stored(work / "driver.db", df.to_arrow().cast(PROBE.arrow_schema()))
     assert ours == drivers
     assert all(isinstance(ts, str) and "T" in ts for _, _, ts, _ in ours if ts is not None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999999)),
+        min_size=1, max_size=30,
+    ),
+    near=st.sampled_from([None, datetime(1000, 1, 2), datetime(1970, 1, 1), datetime(9999, 12, 30)]),
+)
+def test_timestamps_formatted_by_table_lookups_equal_arrows_cast(values, near) -> None:  # type: ignore[no-untyped-def]
+    """The lookup formatter (a column without nulls) writes what Arrow's cast writes, at every date it takes."""
+    if near is not None:  # a narrow span around an edge of its range, so that the lookups, not Arrow, format it
+        values = [near + (v - datetime(1, 1, 1)) % timedelta(days=2) - timedelta(days=1) for v in values]
+    col = pl.Series(values, dtype=pl.Datetime("us")).dt.replace_time_zone("UTC")
+    arrow = pc.utf8_replace_slice(col.dt.replace_time_zone(None).to_arrow().cast(pa.string()), start=10, stop=11, replacement="T")
+    assert _sqlite_text(col, "timestamp").to_pylist() == arrow.to_pylist()
