@@ -9,11 +9,10 @@ from pathlib import Path
 import adbc_driver_sqlite.dbapi as sqlite_dbapi
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.tables import Column, Table, _sqlite_text
+from schemas.tables import Column, Table, _sqlite_text, iso_by_arrow
 
 PROBE = Table(
     name="probe",
@@ -68,5 +67,4 @@ def test_timestamps_formatted_by_table_lookups_equal_arrows_cast(values, near) -
     if near is not None:  # a narrow span around an edge of its range, so that the lookups, not Arrow, format it
         values = [near + (v - datetime(1, 1, 1)) % timedelta(days=2) - timedelta(days=1) for v in values]
     col = pl.Series(values, dtype=pl.Datetime("us")).dt.replace_time_zone("UTC")
-    arrow = pc.utf8_replace_slice(col.dt.replace_time_zone(None).to_arrow().cast(pa.string()), start=10, stop=11, replacement="T")
-    assert _sqlite_text(col, "timestamp").to_pylist() == arrow.to_pylist()
+    assert _sqlite_text(col, "timestamp").to_pylist() == iso_by_arrow(col.dt.replace_time_zone(None)).to_pylist()
