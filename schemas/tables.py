@@ -7,12 +7,14 @@ database are all derived from these definitions, so a column is added in exactly
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from functools import cache
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
 # The version of the table definitions below, recorded per table in ``etl_schema`` by the loader. Bump the
 # minor part when a nullable column is added (older tables are migrated in place with ADD COLUMN), the
@@ -22,13 +24,22 @@ SCHEMA_VERSION = "1.0"
 Logical = Literal["text", "int64", "float64", "date", "timestamp"]
 Dialect = Literal["sqlite", "postgresql"]
 
-_ARROW: dict[Logical, pa.DataType] = {
-    "text": pa.string(),
-    "int64": pa.int64(),
-    "float64": pa.float64(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-}
+
+
+def _arrow_type(logical: Logical) -> pa.DataType:
+    """The Arrow type of a logical type. pyarrow and NumPy are imported where rows are converted for a
+    load, not with this module: a run with nothing new never needs them (~0.25 s of its start)."""
+    import pyarrow as pa
+
+    return {
+        "text": pa.string(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+    }[logical]
+
+
 _POLARS: dict[Logical, pl.DataType] = {
     "text": pl.String(),
     "int64": pl.Int64(),
@@ -99,10 +110,14 @@ class Table:
     def arrow_schema(self, columns: list[str] | None = None) -> pa.Schema:
         cols = {c.name: c for c in self.columns}
         names = columns if columns is not None else self.column_names
-        return pa.schema([pa.field(n, _ARROW[cols[n].type], cols[n].nullable) for n in names])
+        import pyarrow as pa
+
+        return pa.schema([pa.field(n, _arrow_type(cols[n].type), cols[n].nullable) for n in names])
 
     def wire_table(self, df: pl.DataFrame, dialect: Dialect, columns: list[str] | None = None) -> pa.Table:
         """The Arrow table a bulk ingest into ``dialect`` sends (SQLite: dates and times as text)."""
+        import pyarrow as pa
+
         cols = {c.name: c for c in self.columns}
         names = columns if columns is not None else self.column_names
         df = df.select(names)
@@ -113,7 +128,7 @@ class Table:
         arrays = [
             _sqlite_text(df[n].cast(_POLARS[cols[n].type]), cols[n].type)
             if cols[n].type in SQLITE_TEXT_TYPES
-            else base.column(n).cast(pa.string_view() if cols[n].type == "text" else _ARROW[cols[n].type])
+            else base.column(n).cast(pa.string_view() if cols[n].type == "text" else _arrow_type(cols[n].type))
             for n in names
         ]
         return pa.Table.from_arrays(
@@ -154,6 +169,8 @@ def _sqlite_text(col: pl.Series, logical: Logical) -> pa.Array:
     becomes the ISO "T". A column of one value (etl_timestamp, trade_date) is formatted once, and a
     timestamp column without nulls over a span of days by table lookups (``_iso_us``).
     """
+    import pyarrow as pa
+
     if col.len() > 1 and col.null_count() == 0 and col.min() == col.max():
         return pa.repeat(_sqlite_text(col.head(1), logical)[0], col.len())
     if logical == "date":
@@ -165,26 +182,58 @@ def _sqlite_text(col: pl.Series, logical: Logical) -> pa.Array:
 
 def iso_by_arrow(naive: pl.Series) -> pa.Array:
     """A naive timestamp column as ISO text through Arrow's cast, value by value (any value, nulls too)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     return pc.utf8_replace_slice(naive.to_arrow().cast(pa.string()), start=10, stop=11, replacement="T")
 
 
 _US_PER_DAY = 86_400_000_000
-_EPOCH = np.datetime64("1970-01-01", "D")
-# The text of each second of a day ("HH:MM:SS"), of 0000..9999 and of 00..99, as little-endian integers
-# of their bytes: a timestamp's text is a handful of integer gathers into one fixed-width record.
-_CLOCK = np.array(
-    [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)], dtype="S8"
-).view("<u8")
-_DIGITS4 = np.array([f"{i:04d}" for i in range(10_000)], dtype="S4").view("<u4")
-_DIGITS2 = np.array([f"{i:02d}" for i in range(100)], dtype="S2").view("<u2")
-_ISO = np.dtype(  # "YYYY-MM-" "DD" "T" "HH:MM:SS" "." "ffff" "ff"
-    {
-        "names": ["date8", "date2", "t", "clock", "dot", "frac4", "frac2"],
-        "formats": ["<u8", "<u2", "u1", "<u8", "u1", "<u4", "<u2"],
-        "offsets": [0, 8, 10, 11, 19, 20, 24],
-        "itemsize": 26,
-    }
-)
+
+
+def _digit_rows(n: int, width: int) -> np.ndarray:
+    """The zero-padded text of 0..n-1 as rows of ASCII bytes, built by arithmetic (86,400 f-strings
+    cost a tenth of a second)."""
+    import numpy as np
+
+    return (np.arange(n)[:, None] // 10 ** np.arange(width - 1, -1, -1) % 10 + ord("0")).astype(np.uint8)
+
+
+def _as_ints(rows: np.ndarray) -> np.ndarray:
+    """Rows of 2, 4 or 8 bytes as one little-endian integer each."""
+    import numpy as np
+
+    return np.ascontiguousarray(rows).view(f"<u{rows.shape[1]}").ravel()
+
+
+@dataclass(frozen=True)
+class _IsoParts:
+    """The text of each second of a day ("HH:MM:SS"), of 0000..9999 and of 00..99, as little-endian
+    integers of their bytes, and the record they are gathered into: a timestamp's text is a handful of
+    integer gathers into one fixed-width record."""
+
+    clock: np.ndarray
+    digits4: np.ndarray
+    digits2: np.ndarray
+    record: np.dtype  # "YYYY-MM-" "DD" "T" "HH:MM:SS" "." "ffff" "ff"
+
+
+@cache
+def _iso_parts() -> _IsoParts:
+    import numpy as np
+
+    sixty, second = _digit_rows(60, 2), np.arange(86_400)
+    colon = np.full((86_400, 1), ord(":"), np.uint8)
+    clock = np.hstack([sixty[second // 3600], colon, sixty[second // 60 % 60], colon, sixty[second % 60]])
+    record = np.dtype(
+        {
+            "names": ["date8", "date2", "t", "clock", "dot", "frac4", "frac2"],
+            "formats": ["<u8", "<u2", "u1", "<u8", "u1", "<u4", "<u2"],
+            "offsets": [0, 8, 10, 11, 19, 20, 24],
+            "itemsize": 26,
+        }
+    )
+    return _IsoParts(_as_ints(clock), _as_ints(_digit_rows(10_000, 4)), _as_ints(_digit_rows(100, 2)), record)
 
 
 def _iso_us(us: np.ndarray) -> pa.Array | None:
@@ -196,27 +245,32 @@ def _iso_us(us: np.ndarray) -> pa.Array | None:
     is gathered from a small table of its texts into one fixed-width buffer: the same bytes in a quarter
     to a half of the time (the 1M bench archive's ticks in wire form: 0.10-0.14 s against 0.20 s).
     """
+    import numpy as np
+    import pyarrow as pa
+
     if not 0 < us.shape[0] <= 50_000_000:  # offsets are 32-bit
         return None
+    parts = _iso_parts()
     days = us // _US_PER_DAY
     first, last = int(days.min()), int(days.max())
     if last - first > 1_000 or not (-354_285 <= first and last <= 2_932_896):  # 1000-01-01 .. 9999-12-31
         return None
-    dates = np.array([str(_EPOCH + np.timedelta64(d, "D")) for d in range(first, last + 1)], dtype="S10")
+    epoch = np.datetime64("1970-01-01", "D")
+    dates = np.array([str(epoch + np.timedelta64(d, "D")) for d in range(first, last + 1)], dtype="S10")
     date_bytes = dates.view(np.uint8).reshape(-1, 10)
     tod = us - days * _US_PER_DAY
     sec = tod // 1_000_000
     frac = tod - sec * 1_000_000
     frac4 = frac // 100
     day = days - first
-    out = np.empty(us.shape[0], dtype=_ISO)
+    out = np.empty(us.shape[0], dtype=parts.record)
     out["date8"] = date_bytes[:, :8].copy().view("<u8").ravel()[day]
     out["date2"] = date_bytes[:, 8:].copy().view("<u2").ravel()[day]
     out["t"] = ord("T")
-    out["clock"] = _CLOCK[sec]
+    out["clock"] = parts.clock[sec]
     out["dot"] = ord(".")
-    out["frac4"] = _DIGITS4[frac4]
-    out["frac2"] = _DIGITS2[frac - frac4 * 100]
+    out["frac4"] = parts.digits4[frac4]
+    out["frac2"] = parts.digits2[frac - frac4 * 100]
     n = us.shape[0]
     offsets = np.arange(0, 26 * (n + 1), 26, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out))
