@@ -29,18 +29,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import adbc_driver_manager
 import polars as pl
-import pyarrow as pa
+from adbc_driver_manager import AdbcConnection, AdbcDatabase, AdbcStatement, StatementOptions
 
 from engine.config import ConfigError
 from schemas.tables import (
     ALL_TABLES,
     ETL_REJECTS,
-    ETL_RUNS,
     ETL_SCHEMA,
     ETL_WATERMARK,
     PG_INFO_TYPE,
@@ -50,6 +49,9 @@ from schemas.tables import (
     schema_version_tuple,
     sql_type,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def is_key_conflict(exc: BaseException) -> bool:
@@ -190,6 +192,80 @@ class _Found:
     indexes: set[str]
 
 
+class _Session:
+    """One ADBC connection through the driver manager's own API rather than its DB-API.
+
+    The DB-API imports pyarrow with its dataset and compute modules (~0.2 s of every run's start, a run
+    with nothing new included); here results come back as Polars frames over the Arrow C stream
+    interface, and pyarrow is only imported by the wire form of rows that are really loaded. The same
+    driver calls as the DB-API's ``execute`` and ``adbc_ingest``: the connection is in autocommit mode
+    (ADBC's default), each blocking call can be interrupted by Ctrl-C.
+    """
+
+    def __init__(self, dialect: Dialect, uri: str) -> None:
+        if dialect == "sqlite":
+            import adbc_driver_sqlite as driver
+        else:
+            import adbc_driver_postgresql as driver  # type: ignore[no-redef]
+        self.rowcount = -1  # rows the last statement affected, where the driver says (-1: it does not)
+        self.db: AdbcDatabase = driver.connect(uri)
+        try:
+            self.conn = AdbcConnection(self.db)
+        except BaseException:
+            self.db.close()
+            raise
+
+    def query(self, sql: str, params: tuple[Any, ...] | None = None) -> pl.DataFrame:
+        """Run one statement (parameters bound by position); its result set, empty for statements without."""
+        stmt = AdbcStatement(self.conn)
+        try:
+            stmt.set_sql_query(sql)
+            if params:
+                stmt.bind_stream(_bind_row(params).__arrow_c_stream__())
+            stream, self.rowcount = _blocking_call(stmt.execute_query, (), {}, stmt.cancel)
+            return pl.DataFrame(stream)
+        finally:
+            stmt.close()
+
+    def ingest(self, name: str, data: Any, *, mode: str, temporary: bool) -> None:
+        """Bulk-ingest Arrow ``data`` (anything with ``__arrow_c_stream__``) into table ``name``."""
+        stmt = AdbcStatement(self.conn)
+        try:
+            stmt.set_options(
+                **{
+                    adbc_driver_manager.INGEST_OPTION_TARGET_TABLE: name,
+                    adbc_driver_manager.INGEST_OPTION_MODE: _INGEST_MODE[mode],
+                    StatementOptions.INGEST_TEMPORARY.value: "true" if temporary else "false",
+                }
+            )
+            stmt.bind_stream(data.__arrow_c_stream__())
+            _blocking_call(stmt.execute_update, (), {}, stmt.cancel)
+        finally:
+            stmt.close()
+
+    def close(self) -> None:
+        """Close quietly: the connection may be gone, and its errors no longer matter."""
+        for handle in (self.conn, self.db):
+            try:
+                handle.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+# The DB-API's own wrapper that lets Ctrl-C cancel a blocking driver call; without it (a later release
+# may move it) a call is only interrupted when it returns.
+_blocking_call = getattr(adbc_driver_manager._lib, "_blocking_call", lambda func, args, kwargs, cancel: func(*args, **kwargs))
+_INGEST_MODE = {"append": adbc_driver_manager.INGEST_OPTION_MODE_APPEND, "create": adbc_driver_manager.INGEST_OPTION_MODE_CREATE}
+
+
+def _bind_row(params: tuple[Any, ...]) -> pl.DataFrame:
+    """One row of bind parameters. Polars exports an all-null column with a buffer the drivers refuse,
+    so a ``None`` goes as a null of text."""
+    return pl.DataFrame(
+        [pl.Series(str(i), [v], dtype=pl.String if v is None else None) for i, v in enumerate(params)]
+    )
+
+
 class Target:
     """One open connection to the target database, in autocommit mode with explicit transactions."""
 
@@ -200,24 +276,19 @@ class Target:
         self._rollback_journal = False
         try:
             if self.dialect == "sqlite":
-                import adbc_driver_sqlite.dbapi as driver
-
                 assert target.path is not None
                 if target.path.parent and not target.path.parent.exists():
                     raise TargetError(f"cannot open {target.redacted}: directory {target.path.parent} does not exist")
-                self.conn = driver.connect(str(target.path), autocommit=True)
+                self.session = _Session("sqlite", str(target.path))
             else:
-                import adbc_driver_postgresql.dbapi as driver
-
                 assert target.conninfo is not None  # parse_target always sets it for PostgreSQL
-                self.conn = driver.connect(target.conninfo, autocommit=True)
-            self.cur = self.conn.cursor()
+                self.session = _Session("postgresql", target.conninfo)
             if self.dialect == "sqlite":
                 # Writers beside this one (a parallel per-market run) wait their turn for up to the busy timeout.
                 self._exec(f"PRAGMA busy_timeout={busy_timeout_ms}")
                 self._exec(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
                 self._exec(f"PRAGMA threads={SQLITE_SORT_HELPERS}")
-                self._driver_module, self._busy_timeout_ms = driver, busy_timeout_ms
+                self._busy_timeout_ms = busy_timeout_ms
                 self._journal("wal")
         except TargetError:
             raise
@@ -235,11 +306,7 @@ class Target:
 
     def _exec(self, sql: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
         with self._driver():
-            self.cur.execute(sql, parameters=params)
-        try:
-            return self.cur.fetchall()
-        except Exception:  # noqa: BLE001 - statements without a result set
-            return []
+            return self.session.query(sql, params).rows()
 
     def _ingest(
         self, name: str, table: Table, df: pl.DataFrame, columns: list[str] | None = None, *, mode: str,
@@ -254,13 +321,15 @@ class Target:
             # 714-773 MB as one batch, 581-601 MB in batches of 16,384 rows, as fast).
             n = PG_COPY_BATCH_ROWS
             slices = (self._arrow(table, df.slice(o, n), columns) for o in range(0, df.height, n))
+            import pyarrow as pa  # only where rows are loaded (see _Session)
+
             data = pa.RecordBatchReader.from_batches(
                 table.arrow_schema(columns), (b for t in slices for b in t.to_batches())
             )
         else:
             data = self._arrow(table, df, columns)
         with self._driver():
-            self.cur.adbc_ingest(name, data, mode=mode, temporary=temporary)
+            self.session.ingest(name, data, mode=mode, temporary=temporary)
 
     def ph(self, i: int) -> str:
         """The i-th (1-based) bind placeholder."""
@@ -294,7 +363,7 @@ class Target:
                 pass
         if self._checkpointer is not None:
             self._checkpointer.close()
-        _close_quietly(self.cur, self.conn)
+        self.session.close()
 
     @property
     def rollback_journal(self) -> bool:
@@ -331,7 +400,7 @@ class Target:
         if got == "wal":
             self._exec("PRAGMA synchronous=NORMAL")  # durable in WAL mode; a power cut may lose the last commit
             if checkpointer:
-                self._checkpointer = _Checkpointer.start(self._driver_module, str(self.target.path), self._busy_timeout_ms)
+                self._checkpointer = _Checkpointer.start(str(self.target.path), self._busy_timeout_ms)
         else:
             self._exec("PRAGMA synchronous=FULL")
         # Without the checkpointer thread (or if another run turns the file back to WAL), SQLite's own.
@@ -348,7 +417,7 @@ class Target:
                 self._checkpointer.poke()
         except BaseException:
             try:
-                self.cur.execute("ROLLBACK")
+                self.session.query("ROLLBACK")
             except Exception:  # noqa: BLE001 - the connection may be gone; the server rolls back
                 pass
             raise
@@ -576,7 +645,7 @@ class Target:
         """Rows the last INSERT/UPDATE/DELETE affected (without bind parameters on PostgreSQL)."""
         if self.dialect == "sqlite":
             return int(self._exec("SELECT changes()")[0][0])
-        return int(self.cur.rowcount)
+        return int(self.session.rowcount)
 
     def replace_partition(self, table: Table, market: str, day: date, df: pl.DataFrame) -> tuple[int, int]:
         """Replace one (market, date) of a table wholesale: (rows before, rows after)."""
@@ -616,21 +685,20 @@ class Target:
 
     # -- runs -------------------------------------------------------------------------------------
     def start_run(self, run_id: str, scope: str, source: str, started_at: datetime) -> None:
-        row = pl.DataFrame(
-            {
-                "run_id": [run_id], "started_at": [started_at], "finished_at": [None], "status": ["running"],
-                "market_scope": [scope], "source": [redact(source)], "commits": [0], "lines_read": [0],
-                "loaded": [0], "duplicates": [0], "rejected": [0], "held_back": [0], "summary_json": [None],
-            },
-            schema=ETL_RUNS.polars_schema(),
-        )
+        """Record the run as 'running' (a row of bind parameters: a run with nothing new loads nothing)."""
+        p = self.ph
         with self.transaction():
             # Runs of this scope left 'running' were killed: this run holds the scope lock now.
             self._exec(
-                f"UPDATE etl_runs SET status = 'abandoned' WHERE status = 'running' AND market_scope = {self.ph(1)}",
+                f"UPDATE etl_runs SET status = 'abandoned' WHERE status = 'running' AND market_scope = {p(1)}",
                 (scope,),
             )
-            self.append(ETL_RUNS, row)
+            self._exec(
+                "INSERT INTO etl_runs (run_id, started_at, status, market_scope, source, commits, lines_read, loaded, "
+                f"duplicates, rejected, held_back) VALUES ({p(1)}, {p(2)}{self._cast('timestamp')}, 'running', "
+                f"{p(3)}, {p(4)}, 0, 0, 0, 0, 0, 0)",
+                (run_id, _ts_param(self.dialect, started_at), scope, redact(source)),
+            )
 
     def mark_commit(self, run_id: str, seq: int, counts: dict[str, int]) -> None:
         """Inside a commit's transaction: the record that makes the staged commit durable."""
@@ -662,8 +730,7 @@ class Target:
     # -- reading back (status, tests) --------------------------------------------------------------
     def read_table(self, name: str, order_by: str | None = None) -> pl.DataFrame:
         with self._driver():
-            self.cur.execute(f"SELECT * FROM {name}" + (f" ORDER BY {order_by}" if order_by else ""))
-            return pl.from_arrow(self.cur.fetch_arrow_table())  # type: ignore[return-value]
+            return self.session.query(f"SELECT * FROM {name}" + (f" ORDER BY {order_by}" if order_by else ""))
 
     def count(self, name: str) -> int:
         return int(self._exec(f"SELECT count(*) FROM {name}")[0][0])
@@ -678,22 +745,23 @@ class _Checkpointer:
     work. Checkpoints are always safe to interrupt: a kill -9 leaves a WAL that the next open replays.
     """
 
-    def __init__(self, conn: Any) -> None:
-        self.conn, self.cur = conn, conn.cursor()
+    def __init__(self, session: _Session) -> None:
+        self.session = session
         self.wake, self.stopping = threading.Event(), False
         self.thread = threading.Thread(target=self._loop, name="wal-checkpoint", daemon=True)
         self.thread.start()
 
     @classmethod
-    def start(cls, driver: Any, path: str, busy_timeout_ms: int) -> _Checkpointer | None:
+    def start(cls, path: str, busy_timeout_ms: int) -> _Checkpointer | None:
+        session = None
         try:
-            conn = driver.connect(path, autocommit=True)
-            cur = conn.cursor()
-            cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-            cur.close()
+            session = _Session("sqlite", path)
+            session.query(f"PRAGMA busy_timeout={busy_timeout_ms}")
         except Exception:  # noqa: BLE001 - without it, SQLite's own auto-checkpoint stays on
+            if session is not None:
+                session.close()
             return None
-        return cls(conn)
+        return cls(session)
 
     def _loop(self) -> None:
         while True:
@@ -702,8 +770,7 @@ class _Checkpointer:
             if self.stopping:
                 return
             try:
-                self.cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                self.cur.fetchall()
+                self.session.query("PRAGMA wal_checkpoint(PASSIVE)")
             except Exception:  # noqa: BLE001 - a skipped checkpoint only leaves a longer WAL for the next
                 pass
 
@@ -714,16 +781,7 @@ class _Checkpointer:
         self.stopping = True
         self.wake.set()
         self.thread.join()
-        _close_quietly(self.cur, self.conn)
-
-
-def _close_quietly(cur: Any, conn: Any) -> None:
-    """Close an ADBC cursor and connection whose errors no longer matter (the connection may be gone)."""
-    try:
-        cur.close()
-        conn.close()
-    except Exception:  # noqa: BLE001
-        pass
+        self.session.close()
 
 
 def _sqlite_affinity(declared: str) -> str:

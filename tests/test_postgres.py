@@ -796,14 +796,14 @@ def test_bulk_ingest_reaches_the_driver_in_bounded_batches_as_one_load(pg_url: s
     monkeypatch.setattr(engine.load, "PG_COPY_BATCH_ROWS", 2)
     t = _target(pg_url)
     seen: list[list[int]] = []
-    real = t.cur.adbc_ingest
+    real = t.session.ingest
 
     def spy(name, data, **kw):  # type: ignore[no-untyped-def]
         batches = list(data) if hasattr(data, "read_next_batch") else data.to_batches()
         seen.append([b.num_rows for b in batches])
         return real(name, pa.RecordBatchReader.from_batches(batches[0].schema, batches), **kw)
 
-    monkeypatch.setattr(t.cur, "adbc_ingest", spy)
+    monkeypatch.setattr(t.session, "ingest", spy)
     try:
         df = _frame(SCALP_TICKS, [_tick_row(acc_volume=i, source_line=i) for i in range(5)])
         with t.transaction():
