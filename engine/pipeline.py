@@ -345,7 +345,7 @@ class _Runner:
                 reads.append(_Read(f, 0, 1, False))
                 continue
             # A file whose size and mtime are as recorded was not rewritten: only a changed one has its
-            # head read and hashed again (a run with nothing new opens only files with a held-back tail).
+            # head read and hashed again.
             unchanged = entry["size"] == f.size and entry["mtime_ns"] == f.mtime_ns
             restart = not unchanged and (
                 f.size < entry["consumed_bytes"]
@@ -354,6 +354,10 @@ class _Runner:
             if restart:
                 self.summary.warnings.append(f"{f.rel} was rewritten (head changed or file shrank): reprocessing it")
                 reads.append(_Read(f, 0, 1, True))
+            elif unchanged and f.rel in newest:
+                # Only the incomplete last line the last run held back, and its writer may still finish
+                # it: held back again without opening the file (a run with nothing new opens none).
+                self.summary.kinds[f.kind.value].held_back += int(f.size > entry["consumed_bytes"])
             elif f.size > entry["consumed_bytes"]:
                 reads.append(_Read(f, entry["consumed_bytes"], entry["lines_consumed"] + 1, False))
         return reads, docs, newest

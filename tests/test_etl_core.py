@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from engine import scan
 from engine.load import Target, parse_target
 from schemas.records import REJECT_REASONS
 from tests.support import db_snapshot, run, staged_snapshot, swing, tick, write_lines
@@ -194,12 +195,18 @@ def test_growing_file_holds_back_its_last_line(tmp_path: Path, target_url: str) 
     path.write_text(text[:cut])
     s1 = run(src, target_url, stg).to_dict()
     assert (s1["lines_read"], s1["loaded"], s1["held_back"]) == (3, 3, 1)
-    s_again = run(src, target_url, stg).to_dict()
+    with pytest.MonkeyPatch.context() as m:  # unchanged and still its series' newest: not opened again
+        m.setattr(scan, "read_new_bytes", _no_reads)
+        s_again = run(src, target_url, stg).to_dict()
     assert (s_again["lines_read"], s_again["held_back"], s_again["commits"]) == (0, 1, 0)
     path.write_text(text)
     s2 = run(src, target_url, stg).to_dict()
     assert (s2["lines_read"], s2["loaded"], s2["held_back"]) == (2, 2, 0)
     assert rows(target_url, "SELECT count(*) FROM etl_rejects") == [(0,)]
+
+
+def _no_reads(*_a: object) -> None:
+    raise AssertionError("an unchanged file was opened again")
 
 
 def test_truncated_line_of_a_finished_file_is_rejected(tmp_path: Path, target_url: str) -> None:
@@ -407,17 +414,13 @@ def test_a_run_with_nothing_new_reads_no_unchanged_file_and_a_same_size_rewrite_
     to the same size changes the mtime, so its head is compared and the file reprocessed."""
     import os
 
-    from engine import scan
-
     src, stg, url = tmp_path / "a", tmp_path / "stg", f"sqlite:///{tmp_path / 't.db'}"
     path = write_lines(src / SCALP, [tick(acc=1), tick(acc=2, execution_time="130513")])
     run(src, url, stg)
 
-    def no_reads(*_a: object) -> str:
-        raise AssertionError("an unchanged file was opened again")
-
     with monkeypatch.context() as m:
-        m.setattr(scan, "head_fingerprint", no_reads)
+        m.setattr(scan, "head_fingerprint", _no_reads)
+        m.setattr(scan, "read_new_bytes", _no_reads)
         assert run(src, url, stg).to_dict()["lines_read"] == 0
 
     before = path.stat()
