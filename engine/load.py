@@ -280,16 +280,15 @@ class Target:
                 if target.path.parent and not target.path.parent.exists():
                     raise TargetError(f"cannot open {target.redacted}: directory {target.path.parent} does not exist")
                 self.session = _Session("sqlite", str(target.path))
-            else:
-                assert target.conninfo is not None  # parse_target always sets it for PostgreSQL
-                self.session = _Session("postgresql", target.conninfo)
-            if self.dialect == "sqlite":
                 # Writers beside this one (a parallel per-market run) wait their turn for up to the busy timeout.
                 self._exec(f"PRAGMA busy_timeout={busy_timeout_ms}")
                 self._exec(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
                 self._exec(f"PRAGMA threads={SQLITE_SORT_HELPERS}")
                 self._busy_timeout_ms = busy_timeout_ms
                 self._journal("wal")
+            else:
+                assert target.conninfo is not None  # parse_target always sets it for PostgreSQL
+                self.session = _Session("postgresql", target.conninfo)
         except TargetError:
             raise
         except Exception as exc:  # noqa: BLE001 - driver errors become one sentence

@@ -25,7 +25,7 @@ Logical = Literal["text", "int64", "float64", "date", "timestamp"]
 Dialect = Literal["sqlite", "postgresql"]
 
 
-
+@cache
 def _arrow_type(logical: Logical) -> pa.DataType:
     """The Arrow type of a logical type. pyarrow and NumPy are imported where rows are converted for a
     load, not with this module: a run with nothing new never needs them (~0.25 s of its start)."""

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import REPO, cli, swing, tick, write_lines
+from tests.support import cli, swing, tick, write_lines
 
 
 @pytest.fixture
@@ -99,14 +97,14 @@ def test_a_run_with_nothing_new_imports_neither_pyarrow_nor_numpy(tmp_path: Path
     write_lines(src / "assets/swing/20260130.jsonl", [swing()])
     args = ["etl", "--source", str(src), "--target", target_url, "--staging", str(tmp_path / "s"), "--json"]
 
-    def imported(r: subprocess.CompletedProcess[str]) -> set[str]:
+    def imported() -> tuple[set[str], dict]:  # type: ignore[type-arg]
+        r = cli(*args, env={"PYTHONPROFILEIMPORTTIME": "1"})  # python -X importtime
         assert r.returncode == 0, r.stderr
         mods = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
-        return {m.split(".")[0] for m in mods} & {"pyarrow", "numpy"}
+        return {m.split(".")[0] for m in mods} & {"pyarrow", "numpy"}, json.loads(r.stdout)
 
-    first = subprocess.run([sys.executable, "-X", "importtime", str(REPO / "cli.py"), *args], capture_output=True, text=True, timeout=600)
-    assert imported(first) == {"pyarrow", "numpy"} and json.loads(first.stdout)["loaded"] == 2
-    again = subprocess.run([sys.executable, "-X", "importtime", str(REPO / "cli.py"), *args], capture_output=True, text=True, timeout=600)
-    assert imported(again) == set()
-    d = json.loads(again.stdout)
+    first, d = imported()
+    assert first == {"pyarrow", "numpy"} and d["loaded"] == 2
+    again, d = imported()
+    assert again == set()
     assert (d["lines_read"], d["held_back"], d["status"]) == (0, 1, "succeeded")
