@@ -255,11 +255,17 @@ def _md_table(cols: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
+def _baseline_sqlite(m: dict[str, Any]) -> str:
+    """Python's sqlite3 (the per-record baseline's), where it differs from the engine's ADBC-bundled one."""
+    other = m.get("sqlite_module")
+    return f" (the per-record baseline's sqlite3 module: {other})" if other and other != m.get("sqlite") else ""
+
+
 def machine_line(m: dict[str, Any]) -> str:
     return (f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('memory_gb', '?')} GB RAM, {m.get('os', '')}; "
             f"Python {m.get('python')}, Polars {m.get('polars')}, pyarrow {m.get('pyarrow')}, "
             f"ADBC sqlite {m.get('adbc_driver_sqlite')} / postgresql {m.get('adbc_driver_postgresql')}, "
-            f"SQLite {m.get('sqlite')}, PostgreSQL {m.get('postgresql') or '–'} (same machine, loopback)"
+            f"SQLite {m.get('sqlite')}{_baseline_sqlite(m)}, PostgreSQL {m.get('postgresql') or '–'} (same machine, loopback)"
             + (f"; code at {m['git']}" if m.get("git") else ""))
 
 
