@@ -9,10 +9,14 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Optional
 
-import typer
+from engine.process import tune_for_batch_runs
 
-from engine.config import ConfigError, resolve
-from engine.pipeline import EtlError, RunSummary, keep_freed_memory_for_reuse, run_etl
+tune_for_batch_runs()  # before the imports below bring in Polars, whose allocator reads it at import
+
+import typer  # noqa: E402
+
+from engine.config import ConfigError, resolve  # noqa: E402
+from engine.pipeline import EtlError, RunSummary, run_etl  # noqa: E402
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -111,7 +115,6 @@ def etl(
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as one JSON object on stdout."),
 ) -> None:
     """Load the archive's new lines into the target database, incrementally."""
-    keep_freed_memory_for_reuse()
     try:
         opts = resolve(source, target, staging, market, security_master, holidays, config)
         progress = _RichProgress() if not as_json and _err().is_terminal else None

@@ -418,7 +418,7 @@ def units(args: dict[str, Any]) -> dict[str, Any]:
 
     args: archive, work (a fresh directory: SQLite file and staging), and optionally unit_mb,
     lookahead_mb (new bytes per commit unit / prepared ahead; default 128 each), sqlite_cache_mib,
-    keep_freed (false: glibc returns freed memory, unlike the CLI), and
+    keep_freed (false: glibc returns freed memory, unlike the CLI; main() reads it), and
     hold_last: that many of the last day's scalp files are held back, then added one at a time, each
     with a run of its own (an hour appended to a staged day). Peak RSS is the process's, as always.
     """
@@ -428,8 +428,6 @@ def units(args: dict[str, Any]) -> dict[str, Any]:
     from engine import pipeline
     from engine.config import RunOptions
 
-    if args.get("keep_freed", True):
-        pipeline.keep_freed_memory_for_reuse()  # as the CLI does
     if "unit_mb" in args:
         pipeline.UNIT_BYTES = int(args["unit_mb"] * 2**20)
     if "lookahead_mb" in args:
@@ -513,7 +511,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("task", choices=sorted(TASKS))
     ap.add_argument("--args-json", required=True, help="the task's arguments as one JSON object")
     ns = ap.parse_args(argv)
-    result = TASKS[ns.task](json.loads(ns.args_json))
+    args = json.loads(ns.args_json)
+    # Every measured process gets the allocator settings the CLI gives a run (exec-module: the CLI sets
+    # them itself), floors and baselines included, so that a ratio compares work, not allocators.
+    from engine.process import keep_freed_memory_for_reuse, keep_freed_pages_in_polars
+
+    keep_freed_pages_in_polars()
+    if args.get("keep_freed", True):
+        keep_freed_memory_for_reuse()
+    result = TASKS[ns.task](args)
     sys.stdout.write(json.dumps(result) + "\n")
 
 

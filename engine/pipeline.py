@@ -7,11 +7,9 @@ atomic across the staged Parquet, the manifest and the database (see ``engine.wa
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import json
 import os
-import platform
 import secrets
 import time
 from collections import Counter, defaultdict, deque
@@ -189,23 +187,6 @@ def _crash_point(point: str, seq: int) -> None:
 
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
-
-
-def keep_freed_memory_for_reuse() -> bool:
-    """Let glibc keep freed buffers up to 32 MiB in the heap instead of returning them to the kernel.
-
-    A run allocates and frees the same large NumPy and Python buffers unit after unit; by default each
-    comes from a fresh mmap whose pages the kernel must zero again (about 5 % of a run's CPU, measured on
-    the 1M bench archive, at the same peak RSS). A process setting, so the CLI calls it, not the library.
-    """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:

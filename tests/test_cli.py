@@ -108,3 +108,37 @@ def test_a_run_with_nothing_new_imports_neither_pyarrow_nor_numpy(tmp_path: Path
     again, d = imported()
     assert again == set()
     assert (d["lines_read"], d["held_back"], d["status"]) == (0, 1, "succeeded")
+
+
+@pytest.mark.parametrize(
+    ("inherited", "user_part"),
+    [
+        (None, ""),
+        ("dirty_decay_ms:0", ",dirty_decay_ms:0"),  # the user's own setting still wins, coming last
+        # Polars' defaults as a parent process that imported Polars leaves them (the bench harness, a test):
+        ("dirty_decay_ms:500,muzzy_decay_ms:1000", ""),
+        ("dirty_decay_ms:500,muzzy_decay_ms:1000,narenas:1", ",narenas:1"),
+    ],
+)
+def test_the_cli_keeps_freed_pages_in_polars_allocator(inherited: str | None, user_part: str) -> None:
+    """The CLI sets Polars' jemalloc decay before Polars is imported; a library import leaves it alone."""
+    import subprocess
+    import sys
+
+    from engine.process import POLARS_JEMALLOC_CONF, keep_freed_pages_in_polars
+    from tests.support import REPO
+
+    env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    if inherited is not None:
+        env["_RJEM_MALLOC_CONF"] = inherited
+    probe = "import os, sys; import {0}; print(os.environ['_RJEM_MALLOC_CONF'])"
+    seen = {
+        mod: subprocess.run(
+            [sys.executable, "-c", probe.format(mod)], cwd=REPO, env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for mod in ("cli", "engine.pipeline")
+    }
+    polars_own = "dirty_decay_ms:500,muzzy_decay_ms:1000"
+    assert seen["cli"] == f"{polars_own},{POLARS_JEMALLOC_CONF}{user_part}"
+    assert seen["engine.pipeline"] == polars_own + ("," + inherited if inherited else "")
+    assert keep_freed_pages_in_polars() is False  # this process imported Polars long ago: too late
