@@ -919,18 +919,10 @@ def _expected_brief(expected: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in expected.items() if isinstance(v, (int, float, str, bool)) or v is None}
 
 
-def _adbc_sqlite_version() -> str:
-    from engine.load import _Session
-
-    session = _Session("sqlite", ":memory:")
-    try:
-        return str(session.query("SELECT sqlite_version()").item())
-    finally:
-        session.close()
-
-
 def machine_info(pg: PgServer | None) -> dict[str, Any]:
     import sqlite3
+
+    from engine.load import bundled_sqlite_version
 
     import adbc_driver_postgresql
     import adbc_driver_sqlite
@@ -964,7 +956,7 @@ def machine_info(pg: PgServer | None) -> dict[str, Any]:
         "adbc_driver_postgresql": getattr(adbc_driver_postgresql, "__version__", "?"),
         # The engine's SQLite is the one ADBC's driver bundles (3.53 with driver 1.13), not Python's
         # sqlite3 module's, which only the per-record baseline uses.
-        "sqlite": _adbc_sqlite_version(),
+        "sqlite": bundled_sqlite_version(),
         "sqlite_module": sqlite3.sqlite_version,
         "postgresql": pg.version() if pg is not None else None,
     }

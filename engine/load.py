@@ -54,6 +54,15 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
+def bundled_sqlite_version() -> str:
+    """The version of the SQLite library ADBC's driver carries (not Python's ``sqlite3`` module's)."""
+    session = _Session("sqlite", ":memory:")
+    try:
+        return str(session.query("SELECT sqlite_version()").item())
+    finally:
+        session.close()
+
+
 def is_key_conflict(exc: BaseException) -> bool:
     """A unique-key violation, however the driver classifies it (SQLite's says InternalError)."""
     text = str(exc)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import cli, swing, tick, write_lines
+from engine.process import POLARS_JEMALLOC_CONF, keep_freed_pages_in_polars
+from tests.support import REPO, cli, swing, tick, write_lines
 
 
 @pytest.fixture
@@ -122,16 +125,10 @@ def test_a_run_with_nothing_new_imports_neither_pyarrow_nor_numpy(tmp_path: Path
 )
 def test_the_cli_keeps_freed_pages_in_polars_allocator(inherited: str | None, user_part: str) -> None:
     """The CLI sets Polars' jemalloc decay before Polars is imported; a library import leaves it alone."""
-    import subprocess
-    import sys
-
-    from engine.process import POLARS_JEMALLOC_CONF, keep_freed_pages_in_polars
-    from tests.support import REPO
-
     env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
     if inherited is not None:
         env["_RJEM_MALLOC_CONF"] = inherited
-    probe = "import os, sys; import {0}; print(os.environ['_RJEM_MALLOC_CONF'])"
+    probe = "import os; import {0}; print(os.environ['_RJEM_MALLOC_CONF'])"
     seen = {
         mod: subprocess.run(
             [sys.executable, "-c", probe.format(mod)], cwd=REPO, env=env, capture_output=True, text=True, check=True
