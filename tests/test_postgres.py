@@ -214,12 +214,15 @@ def test_nul_in_text_is_stored_not_fatal(pg_url: str) -> None:
     t = _target(pg_url)
     try:
         rejects = _frame(ETL_REJECTS, [dict(
-            source_file="assets/scalp/20260130_13.jsonl", line_number=3, source_type="scalp",
-            reason="invalid_json", raw_line="\x00\x00{", run_id="r1", etl_timestamp=NOW,
-        )])
+            source_file="assets/scalp/20260130_13.jsonl", line_number=n, source_type="scalp",
+            reason="invalid_json", raw_line=raw, run_id="r1", etl_timestamp=NOW,
+        ) for n, raw in ((3, "\x00\x00{"), (4, "a\x00b"), (5, "clean"))])
+        with t.transaction():  # a slice whose neighbour holds a NUL: the clean value stays as it is
+            t.write_rejects(known_new=False, df=rejects.slice(2))
         with t.transaction():
-            t.write_rejects(known_new=False, df=rejects)
-        assert t.read_table("etl_rejects")["raw_line"].to_list() == ["\ufffd\ufffd{"]
+            t.write_rejects(known_new=False, df=rejects.head(2))
+        got = t.read_table("etl_rejects", order_by="line_number")["raw_line"].to_list()
+        assert got == ["\ufffd\ufffd{", "a\ufffdb", "clean"]
     finally:
         t.close()
 
