@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.process import POLARS_JEMALLOC_CONF, keep_freed_pages_in_polars
+from engine.process import keep_freed_pages_in_polars, polars_jemalloc_conf
 from tests.support import REPO, cli, swing, tick, write_lines
 
 
@@ -124,7 +124,8 @@ def test_a_run_with_nothing_new_imports_neither_pyarrow_nor_numpy(tmp_path: Path
     ],
 )
 def test_the_cli_keeps_freed_pages_in_polars_allocator(inherited: str | None, user_part: str) -> None:
-    """The CLI sets Polars' jemalloc decay before Polars is imported; a library import leaves it alone."""
+    """The CLI sets Polars' jemalloc decay and arenas before Polars is imported; a library import leaves
+    them alone."""
     env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
     if inherited is not None:
         env["_RJEM_MALLOC_CONF"] = inherited
@@ -136,6 +137,6 @@ def test_the_cli_keeps_freed_pages_in_polars_allocator(inherited: str | None, us
         for mod in ("cli", "engine.pipeline")
     }
     polars_own = "dirty_decay_ms:500,muzzy_decay_ms:1000"
-    assert seen["cli"] == f"{polars_own},{POLARS_JEMALLOC_CONF}{user_part}"
+    assert seen["cli"] == f"{polars_own},{polars_jemalloc_conf()}{user_part}"
     assert seen["engine.pipeline"] == polars_own + ("," + inherited if inherited else "")
     assert keep_freed_pages_in_polars() is False  # this process imported Polars long ago: too late
