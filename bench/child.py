@@ -514,11 +514,9 @@ def main(argv: list[str] | None = None) -> None:
     args = json.loads(ns.args_json)
     # Every measured process gets the allocator settings the CLI gives a run (exec-module: the CLI sets
     # them itself), floors and baselines included, so that a ratio compares work, not allocators.
-    from engine.process import keep_freed_memory_for_reuse, keep_freed_pages_in_polars
+    from engine.process import tune_for_batch_runs
 
-    keep_freed_pages_in_polars()
-    if args.get("keep_freed", True):
-        keep_freed_memory_for_reuse()
+    tune_for_batch_runs(glibc=args.get("keep_freed", True))
     result = TASKS[ns.task](args)
     sys.stdout.write(json.dumps(result) + "\n")
 

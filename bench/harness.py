@@ -922,12 +922,12 @@ def _expected_brief(expected: dict[str, Any]) -> dict[str, Any]:
 def machine_info(pg: PgServer | None) -> dict[str, Any]:
     import sqlite3
 
-    from engine.load import bundled_sqlite_version
-
     import adbc_driver_postgresql
     import adbc_driver_sqlite
     import polars as pl
     import pyarrow as pa
+
+    from engine.load import bundled_sqlite_version
 
     cpu = platform.processor() or ""
     try:

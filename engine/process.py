@@ -40,10 +40,11 @@ def polars_jemalloc_conf() -> str:
 _POLARS_OWN = "dirty_decay_ms:500,muzzy_decay_ms:1000"
 
 
-def tune_for_batch_runs() -> None:
-    """Both settings below; call before the first ``import polars``."""
+def tune_for_batch_runs(glibc: bool = True) -> None:
+    """The settings below (``glibc=False``: Polars' only); call before the first ``import polars``."""
     keep_freed_pages_in_polars()
-    keep_freed_memory_for_reuse()
+    if glibc:
+        keep_freed_memory_for_reuse()
 
 
 def keep_freed_pages_in_polars() -> bool:

@@ -14,7 +14,7 @@ import pytest
 from bench import report
 from bench.harness import BenchConfig, page_cache_share, parse_args, parse_size, run_bench, size_label, warm
 from bench.report import floor_ratio
-from engine.load import Target, parse_target
+from engine.load import bundled_sqlite_version
 
 
 def test_sizes_parse_and_print() -> None:
@@ -85,11 +85,7 @@ def _smoke(tmp_path: Path, target: str, pg_url: str | None = None) -> None:
     assert {"command", "machine", "config", "sizes", "targets_check"} <= res.keys()
     assert res["machine"]["cores"] >= 1
     # The SQLite named is the one the engine loads through (ADBC's own), not Python's sqlite3 module's.
-    engine_db = Target(parse_target(f"sqlite:///{tmp_path / 'version.db'}"))
-    try:
-        assert res["machine"]["sqlite"] == engine_db.session.query("SELECT sqlite_version()").item()
-    finally:
-        engine_db.close()
+    assert res["machine"]["sqlite"] == bundled_sqlite_version()
     (size,) = res["sizes"]
     assert size["label"] == "20k" and size["archive"]["jsonl_bytes"] > 0
     _check_run(size["parse_floor"])
