@@ -288,6 +288,8 @@ class Target:
                 assert target.path is not None
                 if target.path.parent and not target.path.parent.exists():
                     raise TargetError(f"cannot open {target.redacted}: directory {target.path.parent} does not exist")
+                if target.path.is_dir():  # the driver would only say "OperationalError"
+                    raise TargetError(f"cannot open {target.redacted}: {target.path} is a directory, not a database file")
                 self.session = _Session("sqlite", str(target.path))
                 # Writers beside this one (a parallel per-market run) wait their turn for up to the busy timeout.
                 self._exec(f"PRAGMA busy_timeout={busy_timeout_ms}")

@@ -30,7 +30,7 @@ from engine.watermark import reconcile, watermark_rows
 from schemas.records import Kind
 from schemas.tables import DATA_TABLES, ETL_REJECTS, MARKET_UNIVERSE, SCALP_TICKS, SWING_SNAPSHOTS, Table
 from staging import manifest
-from staging.layout import partition_dir, write_part
+from staging.layout import StagingError, partition_dir, write_part
 
 TABLE_OF: dict[Kind, Table] = {Kind.SCALP: SCALP_TICKS, Kind.SWING: SWING_SNAPSHOTS}
 TIME_COL: dict[Kind, str] = {Kind.SCALP: "recv_time", Kind.SWING: "snap_time"}
@@ -210,11 +210,12 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
             for note in reconcile(opts.staging, opts.scope, target):
                 summary.warnings.append(f"recovered an interrupted commit: {note}")
             now = datetime.now(timezone.utc)
-            target.start_run(run_id, opts.scope, str(opts.source), now)
             ctx = normalize.Context(opts.default_market, master, holidays, now)
-            runner = _Runner(opts, target, ctx, summary, progress)
-            deferred = target.begin_bulk_load(DATA_TABLES)
+            runner = _Runner(opts, target, ctx, summary, progress)  # reads the manifest
+            # From here on the run is in etl_runs, and whatever stops it marks it failed there.
+            target.start_run(run_id, opts.scope, str(opts.source), now)
             try:
+                deferred = target.begin_bulk_load(DATA_TABLES)
                 runner.run()
                 target.end_bulk_load(deferred)
             except BaseException as exc:
@@ -226,6 +227,8 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
                     pass
                 if isinstance(exc, adbc_driver_manager.Error):
                     raise EtlError(f"the target database failed during the load: {error_line(exc)}") from None
+                if isinstance(exc, StagingError):
+                    raise _damaged_staging(opts.staging, exc) from None
                 io = _io_failure(exc)
                 if io is not None:
                     raise EtlError(
@@ -238,11 +241,21 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
             target.finish_run(run_id, "succeeded", summary.counts, json.dumps(summary.to_dict()))
     except TargetError as exc:  # e.g. an existing table that this schema cannot be migrated to
         raise EtlError(str(exc)) from None
+    except StagingError as exc:  # the manifest or an interrupted commit's record, before the run began
+        raise _damaged_staging(opts.staging, exc) from None
     except adbc_driver_manager.Error as exc:
         raise EtlError(f"the target database {target_url.redacted} failed: {error_line(exc)}") from None
     finally:
         target.close()
     return summary
+
+
+def _damaged_staging(staging: Path, exc: StagingError) -> EtlError:
+    """Staged files are the record of what was loaded: a run cannot go on without them, nor guess them."""
+    return EtlError(
+        f"the staging directory {staging} is damaged: {exc}; restore it from a backup, or load the archive "
+        "again into a new staging directory and an empty database"
+    )
 
 
 def _io_failure(exc: BaseException) -> str | None:

@@ -18,6 +18,19 @@ from schemas.tables import Table
 PART_GLOB = "part-*.parquet"
 
 
+class StagingError(Exception):
+    """A staged file that cannot be read back (damaged, emptied or removed outside a run); names the file."""
+
+
+def read_staged(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
+    """One staged Parquet file (a part or a manifest); a damaged or missing one raises StagingError."""
+    try:
+        return pl.read_parquet(path, columns=columns, hive_partitioning=False)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        reason = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise StagingError(f"{path} cannot be read ({reason})") from None
+
+
 def partition_dir(staging: Path, table: Table, market: str, day: date) -> Path:
     return staging / table.name / f"market={market}" / f"trade_date={day.isoformat()}"
 
@@ -55,12 +68,14 @@ def read_parts(
     if not files:
         return pl.DataFrame(schema={**table.polars_schema(cols), **({PART_INDEX: pl.UInt32} if part_index else {})})
     if not part_index:
-        return pl.read_parquet(files, columns=cols, hive_partitioning=False)
+        try:
+            return pl.read_parquet(files, columns=cols, hive_partitioning=False)
+        except (pl.exceptions.PolarsError, OSError):
+            for f in files:  # Polars' error does not say which file: find it (raises StagingError)
+                read_staged(f, cols)
+            raise
     return pl.concat(
-        [
-            pl.read_parquet(f, columns=cols, hive_partitioning=False).with_columns(pl.lit(i, pl.UInt32).alias(PART_INDEX))
-            for i, f in enumerate(files)
-        ]
+        [read_staged(f, cols).with_columns(pl.lit(i, pl.UInt32).alias(PART_INDEX)) for i, f in enumerate(files)]
     )
 
 

@@ -22,7 +22,7 @@ from typing import Callable
 
 import polars as pl
 
-from staging.layout import write_atomic
+from staging.layout import StagingError, read_staged, write_atomic
 
 MANIFEST_SCHEMA = pl.Schema(
     {
@@ -49,7 +49,11 @@ def load(staging: Path, scope: str) -> pl.DataFrame:
     path = scope_dir(staging, scope) / "files.parquet"
     if not path.exists():
         return pl.DataFrame(schema=MANIFEST_SCHEMA)
-    return pl.read_parquet(path).select(MANIFEST_SCHEMA.names()).cast(dict(MANIFEST_SCHEMA))
+    files = read_staged(path)
+    try:
+        return files.select(MANIFEST_SCHEMA.names()).cast(dict(MANIFEST_SCHEMA))
+    except pl.exceptions.PolarsError as exc:
+        raise StagingError(f"{path} is not a manifest ({str(exc).splitlines()[0]})") from None
 
 
 @dataclass
@@ -104,7 +108,10 @@ def recover(staging: Path, scope: str, is_committed: Callable[[str, int], bool])
         return done
     for pend in sorted(d.glob("pending-*")):
         txn_path = pend / "txn.json"
-        txn = json.loads(txn_path.read_text()) if txn_path.exists() else None
+        try:
+            txn = json.loads(txn_path.read_text()) if txn_path.exists() else None
+        except ValueError as exc:  # written whole and renamed into place: damaged outside a run
+            raise StagingError(f"{txn_path} cannot be read ({exc})") from None
         if not txn:  # crashed before step 1 named its parts: remove those named after its (run, seq)
             _remove_unlisted_parts(staging, pend.name)
             shutil.rmtree(pend, ignore_errors=True)

@@ -76,6 +76,15 @@ def run(source: Path, target: str, staging: Path, **kw: Any) -> RunSummary:
     return summary
 
 
+def rows(target: str, sql: str) -> list[tuple]:
+    """The rows a SQL statement returns from the target, through the engine's own connection."""
+    t = Target(parse_target(target))
+    try:
+        return t._exec(sql)
+    finally:
+        t.close()
+
+
 def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The CLI as a user runs it."""
     full_env = {**os.environ, **(env or {})}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.process import keep_freed_pages_in_polars, polars_jemalloc_conf
-from tests.support import REPO, cli, swing, tick, write_lines
+from tests.support import REPO, cli, rows, swing, tick, write_lines
 
 
 @pytest.fixture
@@ -62,6 +62,7 @@ def test_observer_toml_names_and_defaults(small_archive: Path, tmp_path: Path) -
         (["--target", "sqlite:////no/such/dir/t.db"], "does not exist"),
         (["--target", "postgresql://nobody:s3cret@127.0.0.1:1/x"], "cannot connect"),
         (["--staging", "/proc/forbidden"], "staging directory /proc/forbidden is not writable"),
+        (["--target", "sqlite:///."], "is a directory, not a database file"),
     ],
 )
 def test_bad_input_is_one_readable_sentence(small_archive: Path, tmp_path: Path, args: list[str], message: str) -> None:
@@ -74,6 +75,32 @@ def test_bad_input_is_one_readable_sentence(small_archive: Path, tmp_path: Path,
     assert "Traceback" not in r.stderr + r.stdout
     assert "s3cret" not in r.stderr + r.stdout
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.parametrize("damaged", ["manifest", "part"])
+def test_a_damaged_staging_directory_is_one_readable_sentence(small_archive: Path, tmp_path: Path, damaged: str) -> None:
+    """A staged file spoilt outside a run (the manifest, or a part the next run must read) stops the run
+    with the file's name, before anything is loaded, and the run is not left 'running' in etl_runs."""
+    url, stg = f"sqlite:///{tmp_path}/t.db", tmp_path / "s"
+    args = ["etl", "--source", str(small_archive), "--target", url, "--staging", str(stg)]
+    assert cli(*args).returncode == 0
+    if damaged == "manifest":
+        victim = stg / "_manifest/scope=all/files.parquet"
+    else:
+        victim = next((stg / "scalp_ticks").rglob("part-*.parquet"))
+        # a new trade of the same day: the run compares it with that day's staged part
+        write_lines(small_archive / "assets/scalp/20260130_14.jsonl", [tick(acc=9, execution_time="140000")])
+    victim.write_bytes(b"not parquet")
+    before = rows(url, "SELECT count(*) FROM scalp_ticks")
+    r = cli(*args)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr + r.stdout
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"the staging directory {stg} is damaged: {victim} cannot be read (" in r.stderr
+    assert rows(url, "SELECT count(*) FROM scalp_ticks") == before
+    assert [s for (s,) in rows(url, "SELECT status FROM etl_runs ORDER BY started_at")] == (
+        ["succeeded"] if damaged == "manifest" else ["succeeded", "failed"]
+    )
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; covered by /proc above")

@@ -11,17 +11,9 @@ import pytest
 from engine import scan
 from engine.load import Target, parse_target
 from schemas.records import REJECT_REASONS
-from tests.support import db_snapshot, run, staged_snapshot, swing, tick, write_lines
+from tests.support import db_snapshot, rows, run, staged_snapshot, swing, tick, write_lines
 
 SCALP = "assets/scalp/20260130_13.jsonl"
-
-
-def rows(target: str, sql: str) -> list[tuple]:
-    t = Target(parse_target(target))
-    try:
-        return t._exec(sql)
-    finally:
-        t.close()
 
 
 # One line per reject reason, each with exactly one problem. (kind file, line, expected reason)
