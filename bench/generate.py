@@ -417,6 +417,7 @@ _K1_VARIANTS: tuple[tuple[str, str], ...] = (
 
 _K2_VARIANTS: tuple[tuple[str, str], ...] = (
     ("bad_price", "close_zero"),
+    ("bad_market", "market_path"),  # not in the contract's evidence: a market names a staging directory
     ("invalid_json", "merge"),
     ("missing_field", "close_null"),
     ("test_row", "+sess_docker_volume_test"),
@@ -556,6 +557,8 @@ def _k2_dirt(variant: str, line: str, rng: random.Random) -> tuple[str, bool]:
             d["ts"] = _bad_ts(d["ts"], "minute61")
         elif variant.startswith("sym_"):
             d["symbol"] = variant[4:]
+        elif variant == "market_path":
+            d["market"] = "../" + d["market"]
         elif variant == "volume_negative":
             d["volume"] = -d["volume"]
         elif variant == "volume_fraction":

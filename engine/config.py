@@ -14,12 +14,14 @@ from pathlib import Path
 
 import polars as pl
 
-from schemas.records import DEFAULT_MARKET, SYMBOL_PATTERN
+from schemas.records import DEFAULT_MARKET, MARKET_PATTERN, SYMBOL_PATTERN
 
 CONFIG_NAME = "observer.toml"
 DEFAULT_SOURCE = "archive"
 DEFAULT_TARGET = "sqlite:///trading.db"
 DEFAULT_STAGING = "observer-staging"
+# Markets name directories of the staged layout (schemas.records.MARKET_PATTERN).
+_MARKET_RULE = "letters, digits, '_', '.' and '-', starting with a letter or digit, at most 64 characters"
 
 
 class ConfigError(Exception):
@@ -77,6 +79,10 @@ def resolve(
         )
     stg = staging or etl.get("staging", DEFAULT_STAGING)
     mkt = market or etl.get("market")
+    default_market = etl.get("default_market", DEFAULT_MARKET)
+    for what, name in (("--market", mkt), ("default_market", default_market)):
+        if name is not None and not (isinstance(name, str) and re.match(MARKET_PATTERN, name)):
+            raise ConfigError(f"{what} {name!r} is not a market name: {_MARKET_RULE}")
     master = security_master or etl.get("security_master")
     hol = holidays or etl.get("holidays")
     return RunOptions(
@@ -86,7 +92,7 @@ def resolve(
         market=mkt,
         security_master=Path(master).expanduser() if master else None,
         holidays=Path(hol).expanduser() if hol else None,
-        default_market=etl.get("default_market", DEFAULT_MARKET),
+        default_market=default_market,
     )
 
 
@@ -103,6 +109,9 @@ def load_security_master(path: Path) -> pl.DataFrame:
     df = df.select("symbol", "market").drop_nulls().unique(subset="symbol", keep="last")
     if not df["symbol"].str.contains(SYMBOL_PATTERN).all():
         raise ConfigError(f"security master {path} has symbols that are not 6-character codes")
+    bad = df.filter(~pl.col("market").str.contains(MARKET_PATTERN))
+    if bad.height:
+        raise ConfigError(f"security master {path}: {bad['market'][0]!r} is not a market name: {_MARKET_RULE}")
     return df
 
 

@@ -7,6 +7,7 @@ session hours are computed in KST explicitly (the default zone of Polars is UTC)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
@@ -16,6 +17,7 @@ from engine.quality import quality_flag
 from engine.scan import date_from_digits
 from schemas.records import (
     DEFAULT_MARKET,
+    MARKET_PATTERN,
     SYMBOL_PATTERN,
     TEST_MARKER_KEYS,
     TEST_SESSION_PREFIXES,
@@ -217,6 +219,7 @@ def normalize_swing(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
         ("test_row", _is_test_row("source", "session")),
         ("missing_field", pl.any_horizontal(pl.col("ts", "symbol", "_close", "volume").is_null())),
         ("bad_symbol", ~pl.col("symbol").str.contains(SYMBOL_PATTERN).fill_null(False)),
+        ("bad_market", ~pl.col("market").str.contains(MARKET_PATTERN).fill_null(False)),  # none: the default
         ("bad_timestamp", pl.col("snap_time").is_null()),
         (
             "bad_price",
@@ -263,8 +266,11 @@ def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> 
     df = pl.DataFrame({"symbol": symbols}, schema={"symbol": pl.String}).unique(maintain_order=True)
     if not df["symbol"].str.contains(SYMBOL_PATTERN).all():
         return "bad_universe_file"
+    market = meta.get("market")
+    if market is not None and not (isinstance(market, str) and re.match(MARKET_PATTERN, market)):
+        return "bad_universe_file"  # a market names a staging directory: never '..' or 'a/b'
     generated = parse_instant(pl.lit(meta.get("generated_at"), dtype=pl.String))
-    lf = df.lazy().with_columns(market_field=pl.lit(meta.get("market"), dtype=pl.String))
+    lf = df.lazy().with_columns(market_field=pl.lit(market, dtype=pl.String))
     lf = _assign_market(lf, ctx, record_market="market_field")
     return lf.with_columns(
         date=pl.lit(day, dtype=pl.Date),

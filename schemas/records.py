@@ -73,6 +73,7 @@ REJECT_REASONS = (
     "corrupt_parser_window",
     "missing_field",
     "bad_symbol",
+    "bad_market",
     "bad_timestamp",
     "bad_price",
     "bad_volume",
@@ -85,3 +86,6 @@ TEST_SESSIONS = ("docker_test_session", "docker_volume_test", "quick_test")
 TEST_SESSION_PREFIXES = ("test_session",)
 SYMBOL_PATTERN = r"^[0-9A-Z]{6}$"
 DEFAULT_MARKET = "kr_stocks"
+# A market is a path segment of the staged layout (``market=<name>``) and of the run locks: letters,
+# digits, '_', '.', '-', starting with a letter or digit (so never '', '.' or '..', never a '/').
+MARKET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"

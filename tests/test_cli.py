@@ -63,6 +63,7 @@ def test_observer_toml_names_and_defaults(small_archive: Path, tmp_path: Path) -
         (["--target", "postgresql://nobody:s3cret@127.0.0.1:1/x"], "cannot connect"),
         (["--staging", "/proc/forbidden"], "staging directory /proc/forbidden is not writable"),
         (["--target", "sqlite:///."], "is a directory, not a database file"),
+        (["--market", "../kr_stocks"], "--market '../kr_stocks' is not a market name"),
     ],
 )
 def test_bad_input_is_one_readable_sentence(small_archive: Path, tmp_path: Path, args: list[str], message: str) -> None:

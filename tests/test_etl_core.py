@@ -41,6 +41,11 @@ REJECT_CASES = {
         ("assets/swing/20260130.jsonl", swing(close=None)),
     ],
     "bad_symbol": [(SCALP, tick(symbol="5930")), (SCALP, tick(symbol="abc123"))],
+    "bad_market": [  # a market names a staging directory: never one outside it, nested, or empty
+        ("assets/swing/20260130.jsonl", swing(market="../../../../escaped")),
+        ("assets/swing/20260130.jsonl", swing(symbol="000660", market="kr/stocks")),
+        ("assets/swing/20260130.jsonl", swing(symbol="035420", market="")),
+    ],
     "bad_timestamp": [
         (SCALP, tick(ts="2026-01-30 garbage")),
         (SCALP, tick(execution_time="256199")),
@@ -75,6 +80,9 @@ def test_every_reject_reason(reason: str, tmp_path: Path, target_url: str) -> No
     assert [(r[0], r[1]) for r in got] == want
     assert {r[2] for r in got} == {reason}
     assert all(r[3] for r in got if reason != "invalid_json")
+    outside = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_relative_to(src)
+               and not p.is_relative_to(tmp_path / "stg") and not p.name.startswith("trading.db")]
+    assert outside == []  # nothing a line says is written anywhere but the staging directory
 
 
 def test_accepted_shapes(tmp_path: Path, target_url: str) -> None:
@@ -249,6 +257,16 @@ def test_bad_universe_file_is_rejected_not_fatal(tmp_path: Path, target_url: str
     s = run(src, target_url, tmp_path / "stg").to_dict()
     assert s["universe"]["files_rejected"] == 1
     assert rows(target_url, "SELECT reason FROM etl_rejects") == [("bad_universe_file",)]
+
+
+def test_a_universe_file_whose_market_is_not_a_name_is_rejected(tmp_path: Path, target_url: str) -> None:
+    src = tmp_path / "a"
+    doc = {"metadata": {"date": "2026-01-30", "market": "../kr_stocks"}, "symbols": ["005930"]}
+    write_lines(src / "universe/20260130_kr_stocks.json", [json.dumps(doc)])
+    s = run(src, target_url, tmp_path / "stg").to_dict()
+    assert s["universe"] == {"files_read": 1, "symbols_loaded": 0, "files_rejected": 1}
+    assert rows(target_url, "SELECT reason FROM etl_rejects") == [("bad_universe_file",)]
+    assert not (tmp_path / "stg" / "kr_stocks").exists()
 
 
 def test_second_run_changes_nothing(tmp_path: Path, target_url: str) -> None:
