@@ -312,6 +312,8 @@ class Target:
         try:
             yield
         except adbc_driver_manager.Error as exc:
+            if _interrupted(exc):
+                raise KeyboardInterrupt from None
             raise _readable(exc, self.dialect) from None
 
     def _exec(self, sql: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
@@ -841,6 +843,15 @@ def _message(exc: BaseException) -> str:
         if line:
             return redact(line)
     return type(exc).__name__
+
+
+def _interrupted(exc: adbc_driver_manager.Error) -> bool:
+    """Ctrl-C during a driver call, which ADBC turns into a driver error: it cancels the statement, and
+    re-raises the error of a driver that cannot cancel (SQLite: ``NOT_IMPLEMENTED``) with the interrupt
+    as its cause; PostgreSQL's cancelled statement fails with 57014 'due to user request'."""
+    if isinstance(exc.__cause__, KeyboardInterrupt):
+        return True
+    return exc.sqlstate == "57014" and "user request" in str(exc)
 
 
 def _readable(exc: adbc_driver_manager.Error, dialect: Dialect) -> adbc_driver_manager.Error:

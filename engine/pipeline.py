@@ -7,6 +7,7 @@ atomic across the staged Parquet, the manifest and the database (see ``engine.wa
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -459,7 +460,6 @@ class _Runner:
             return  # only held-back tails: nothing to commit, the manifest already says where to resume
         table = TABLE_OF[p.kind]
         batch = p.rows
-        counts.other_market += p.other_market
         with _timed(self.summary, "dedup"):
             deltas = [
                 dedup.resolve_partition(self.staging, table, m, d, part)
@@ -467,19 +467,26 @@ class _Runner:
             ]
         loaded = sum(d.loaded for d in deltas)
         dups = p.duplicates + sum(d.duplicates for d in deltas)
+        if p.rejects.height + loaded + dups + p.other_market != p.lines_in_unit:
+            raise AssertionError(f"line accounting broke in {p.unit[0].file.rel}: this is a bug, please report it")
+        kept = dataclasses.replace(counts), self.summary.reasons.copy()
+        counts.other_market += p.other_market
         counts.loaded += loaded
         counts.duplicates += dups
         counts.rejected += p.rejects.height
         counts.lines_read += p.rejects.height + loaded + dups
         for reason, n in p.rejects.group_by("reason").len().iter_rows():
             self.summary.reasons[reason] += n
-        if p.rejects.height + loaded + dups + p.other_market != p.lines_in_unit:
-            raise AssertionError(f"line accounting broke in {p.unit[0].file.rel}: this is a bug, please report it")
         wm = watermark_rows(
             pl.concat([d.inserts for d in deltas] + [d.updates for d in deltas]) if deltas else batch.clear(),
             table.source_type or p.kind.value, TIME_COL[p.kind], self.summary.run_id, self.ctx.etl_timestamp,
         )
-        self._commit(deltas, p.rejects, wm, p.manifest_rows, universe=None, rereads=any(r.restart for r in p.unit))
+        try:  # the commit records the counts with this unit in them (etl_runs.commits and counters)
+            self._commit(deltas, p.rejects, wm, p.manifest_rows, universe=None, rereads=any(r.restart for r in p.unit))
+        except BaseException:
+            # A unit that did not commit is not counted: a failed run's etl_runs row says what its tables hold.
+            self.summary.kinds[p.kind.value], self.summary.reasons = kept
+            raise
         self.progress.advance(len(p.unit), p.nbytes, p.lines_in_unit, loaded)
 
     def _manifest_row(self, f: scan.ArchiveFile, rng: scan.ByteRange, consumed: int, lines: int) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import polars as pl
@@ -467,6 +468,31 @@ def test_a_full_disk_while_staging_stops_the_run_in_one_sentence_and_the_next_ru
     run(src, url, tmp_path / "stg")
     run(src, f"sqlite:///{tmp_path / 'clean.db'}", tmp_path / "clean-stg")
     assert db_snapshot(url) == db_snapshot(f"sqlite:///{tmp_path / 'clean.db'}")
+
+
+def test_ctrl_c_during_a_driver_call_is_an_interrupt_not_a_database_error(target_url: str) -> None:
+    """ADBC answers SIGINT inside a driver call by cancelling the statement; SQLite's driver cannot
+    (NOT_IMPLEMENTED, raised with the interrupt as its cause), PostgreSQL's statement fails 'due to
+    user request'. Both must reach the CLI as the interrupt ('interrupted', exit 130), not as
+    'the target database failed'."""
+    import signal
+    import threading
+
+    t = Target(parse_target(target_url))
+    long_statement = (  # seconds of work inside the one blocking call
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 50000000) SELECT count(*) FROM c"
+        if target_url.startswith("sqlite") else "DO $$ BEGIN PERFORM pg_sleep(30); END $$"
+    )
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            t._exec(long_statement)
+        assert not timer.is_alive()  # the interrupt was the timer's, sent while the statement ran
+        assert t._exec("SELECT 1") == [(1,)]  # and the connection is still usable
+    finally:
+        timer.cancel()
+        t.close()
 
 
 def test_a_unit_whose_every_line_is_rejected_commits_its_rejects(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -714,62 +715,75 @@ def _etl(root: Path, url: str, staging: Path) -> subprocess.Popen[str]:
     )
 
 
-def test_connection_killed_mid_load_fails_cleanly_and_next_run_completes(
-    big_archive: Path, pg_url: str, tmp_path: Path
+def _mid_load(proc: subprocess.Popen[str], watcher: Target, admin: Target, db: str) -> int | None:
+    """Wait until the run's backend is inside a load transaction that has written (an xid), after some
+    commits; its pid, or None if the run ended first."""
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        commits = watcher._exec("SELECT coalesce(max(commits), 0) FROM etl_runs")[0][0]
+        rows = admin._exec(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'observer-etl' "
+            "AND backend_xid IS NOT NULL",
+            (db,),
+        )
+        if commits >= 2 and rows:
+            return int(rows[0][0])
+        time.sleep(0.002)
+    return None
+
+
+def _assert_whole_commits_then_one_clean_run(big_archive: Path, pg_url: str, tmp_path: Path, watcher: Target) -> None:
+    """What a stopped run left is whole commits only, and the next run makes it one clean run's tables."""
+    run = watcher._exec("SELECT status, commits, loaded, rejected FROM etl_runs")[0]
+    assert run[0] in ("running", "failed") and run[1] >= 2
+    loaded_rows = watcher.count("scalp_ticks") + watcher.count("swing_snapshots")
+    assert loaded_rows == run[2]  # the rows match the counters the same transactions wrote
+    assert watcher.count("etl_rejects") == run[3]
+    proc2 = _etl(big_archive, pg_url, tmp_path / "stg")
+    _, err2 = proc2.communicate(timeout=300)
+    assert proc2.returncode == 0, err2
+    statuses = sorted(r[0] for r in watcher._exec("SELECT status FROM etl_runs"))
+    assert statuses in (["abandoned", "succeeded"], ["failed", "succeeded"])
+    clean = pg_database_url()
+    clean_url = next(clean)
+    try:
+        r = cli("etl", "--source", str(big_archive), "--target", clean_url, "--staging", str(tmp_path / "clean"), "--json")
+        assert r.returncode == 0, r.stderr
+        assert db_snapshot(pg_url) == db_snapshot(clean_url)
+    finally:
+        clean.close()
+
+
+@pytest.mark.parametrize("how", ["connection killed", "ctrl-c"])
+def test_a_run_stopped_mid_load_fails_cleanly_and_the_next_run_completes(
+    big_archive: Path, pg_url: str, tmp_path: Path, how: str
 ) -> None:
+    """The server ends the connection, or the user presses Ctrl-C while a COPY or upsert runs (ADBC
+    cancels the statement: PostgreSQL's 'canceling statement due to user request' is an interrupt,
+    not a database failure): one readable line, whole commits only, and the next run completes."""
     db = pg_url.rsplit("/", 1)[1]
     admin = Target(parse_target(PG_URL))
     watcher = Target(parse_target(pg_url))
     try:
         watcher.ensure_schema()
         proc = _etl(big_archive, pg_url, tmp_path / "stg")
-        killed = None
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            # The run's backend inside a load transaction that has written (an xid), after some commits.
-            commits = watcher._exec("SELECT coalesce(max(commits), 0) FROM etl_runs")[0][0]
-            rows = admin._exec(
-                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'observer-etl' "
-                "AND backend_xid IS NOT NULL",
-                (db,),
-            )
-            if commits >= 2 and rows:
-                admin._exec(f"SELECT pg_terminate_backend({rows[0][0]})")
-                killed = rows[0][0]
-                break
-            time.sleep(0.002)
+        pid = _mid_load(proc, watcher, admin, db)
+        assert pid is not None, f"the run ended before it could be interrupted: {proc.communicate()[1]}"
+        if how == "ctrl-c":
+            proc.send_signal(signal.SIGINT)
+        else:
+            admin._exec(f"SELECT pg_terminate_backend({pid})")
         out, err = proc.communicate(timeout=300)
-        assert killed is not None, f"the run ended before it could be interrupted: {err}"
-        assert proc.returncode != 0, out
         assert out == "" and "Traceback" not in err
         assert len(err.strip().splitlines()) == 1, err
-        assert "lost the connection to the PostgreSQL server" in err, err
-
-        # What is visible is whole commits only: the rows match the counters the same transactions wrote.
-        run = watcher._exec("SELECT status, commits, loaded, rejected FROM etl_runs")[0]
-        assert run[0] in ("running", "failed") and run[1] >= 2
-        loaded_rows = watcher.count("scalp_ticks") + watcher.count("swing_snapshots")
-        assert loaded_rows == run[2]
-        assert watcher.count("etl_rejects") == run[3]
-
-        # The next run finishes the work: the same tables as one clean run.
-        proc2 = _etl(big_archive, pg_url, tmp_path / "stg")
-        out2, err2 = proc2.communicate(timeout=300)
-        assert proc2.returncode == 0, err2
-        statuses = sorted(r[0] for r in watcher._exec("SELECT status FROM etl_runs"))
-        assert statuses in (["abandoned", "succeeded"], ["failed", "succeeded"])
+        if how == "ctrl-c":
+            assert proc.returncode == 130 and "interrupted: the last commit is intact" in err, err
+        else:
+            assert proc.returncode == 2 and "lost the connection to the PostgreSQL server" in err, err
+        _assert_whole_commits_then_one_clean_run(big_archive, pg_url, tmp_path, watcher)
     finally:
         watcher.close()
         admin.close()
-    clean = pg_database_url()
-    clean_url = next(clean)
-    try:
-        r = cli("etl", "--source", str(big_archive), "--target", clean_url, "--staging", str(tmp_path / "clean"), "--json")
-        assert r.returncode == 0, r.stderr
-        got, want = db_snapshot(pg_url), db_snapshot(clean_url)
-        assert got == want
-    finally:
-        clean.close()
 
 
 def test_end_to_end_postgres_equals_sqlite(big_archive: Path, pg_url: str, tmp_path: Path) -> None:
