@@ -323,6 +323,11 @@ class _Runner:
     def _plan(self) -> tuple[list[_Read], list[scan.ArchiveFile], set[str]]:
         files, unknown = scan.discover(self.opts.source)
         self.summary.files["unrecognised"] += len(unknown)
+        if not files:  # a new, empty archive; or --source one level off the archive root
+            self.summary.warnings.append(
+                f"no archive file under {self.opts.source} ({len(unknown)} other file{'' if len(unknown) == 1 else 's'}): "
+                "--source names the archive root, the directory that holds assets/scalp, assets/swing and universe"
+            )
         known = {r["path"]: r for r in self.manifest.iter_rows(named=True)}
         newest = scan.newest_of_series([f for f in files if f.kind in TABLE_OF])
         reads: list[_Read] = []

@@ -270,6 +270,20 @@ def test_a_universe_file_whose_market_is_not_a_name_is_rejected(tmp_path: Path, 
     assert not (tmp_path / "stg" / "kr_stocks").exists()
 
 
+def test_a_source_without_archive_files_says_so(tmp_path: Path) -> None:
+    """A new archive is empty, but so is a --source that names one of its folders: the run says which."""
+    src = tmp_path / "archive"
+    write_lines(src / "assets/scalp/20260130_13.jsonl", [tick()])
+    url, stg = f"sqlite:///{tmp_path / 't.db'}", tmp_path / "stg"
+    s = run(src / "assets/scalp", url, stg).to_dict()
+    assert s["status"] == "succeeded" and s["lines_read"] == 0
+    assert s["warnings"] == [
+        f"no archive file under {src / 'assets/scalp'} (1 other file): --source names the archive root, "
+        "the directory that holds assets/scalp, assets/swing and universe"
+    ]
+    assert run(src, url, stg).to_dict()["warnings"] == []
+
+
 def test_second_run_changes_nothing(tmp_path: Path, target_url: str) -> None:
     src, stg = tmp_path / "a", tmp_path / "stg"
     write_lines(src / SCALP, [tick(acc=i, execution_time=f"1305{i:02d}") for i in range(1, 30)] + ["garbage"])
