@@ -566,7 +566,7 @@ class _Runner:
             ),
             "universe", "ts", self.summary.run_id, self.ctx.etl_timestamp,
         )
-        self._commit([], pl.DataFrame(schema=ETL_REJECTS.polars_schema()), wm, [row], universe=(day, result))
+        self._commit([], pl.DataFrame(schema=ETL_REJECTS.polars_schema()), wm, [row], universe=(day, result, f.rel))
         self.progress.advance(1, len(data), 0, result.height)
 
     # -- the commit protocol ------------------------------------------------------------------------
@@ -576,7 +576,7 @@ class _Runner:
         rejects: pl.DataFrame,
         wm: pl.DataFrame | None,
         manifest_rows: list[dict[str, Any]],
-        universe: tuple[date, pl.DataFrame] | None,
+        universe: tuple[date, pl.DataFrame, str] | None,  # (date, membership rows, file)
         rereads: bool = False,
     ) -> None:
         """Stage, load and record one unit (see staging.manifest for the order and recovery)."""
@@ -590,7 +590,7 @@ class _Runner:
             commit.obsolete += [p.relative_to(self.staging).as_posix() for p in d.obsolete]
         uni_markets: list[tuple[str, pl.DataFrame]] = []
         if universe is not None:
-            day, rows = universe
+            day, rows, _ = universe
             markets = set(rows["market"].to_list()) | self._staged_universe_markets(day)
             for m in sorted(markets):
                 part = rows.filter(pl.col("market") == m)
@@ -663,11 +663,15 @@ class _Runner:
                 c["inserted"] += ins
                 c["updated"] += upd
             if universe is not None:
-                day, _ = universe
+                day, _, rel = universe
                 for m, part in uni_markets:
                     before, after = self.target.replace_partition(MARKET_UNIVERSE, m, day, part)
                     tables[MARKET_UNIVERSE.name]["inserted"] += after
                     tables[MARKET_UNIVERSE.name]["deleted"] += before
+                # The document loads now: a reject of an earlier version (read while it was being
+                # written) no longer describes the file.
+                stale = pl.DataFrame({"source_file": [rel], "line_number": [0]})
+                self.target.delete_keys(ETL_REJECTS, stale.cast(dict(ETL_REJECTS.polars_schema(list(ETL_REJECTS.key)))))
             self.target.write_rejects(rejects, known_new=not rereads)
             if wm is not None:
                 self.target.advance_watermark(wm)

@@ -260,6 +260,20 @@ def test_bad_universe_file_is_rejected_not_fatal(tmp_path: Path, target_url: str
     assert rows(target_url, "SELECT reason FROM etl_rejects") == [("bad_universe_file",)]
 
 
+def test_a_universe_file_read_while_being_written_loads_later_and_its_reject_goes(tmp_path: Path, target_url: str) -> None:
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    rel = "universe/20260130_kr_stocks.json"
+    whole = json.dumps({"metadata": {"date": "2026-01-30", "market": "kr_stocks"}, "symbols": ["005930", "000660"]})
+    write_lines(src / rel, [whole[:60]], final_newline=False)
+    assert run(src, target_url, stg).to_dict()["universe"]["files_rejected"] == 1
+    assert rows(target_url, "SELECT source_file, line_number, reason FROM etl_rejects") == [(rel, 0, "bad_universe_file")]
+    (src / rel).write_text(whole)
+    s = run(src, target_url, stg).to_dict()
+    assert s["universe"] == {"files_read": 1, "symbols_loaded": 2, "files_rejected": 0}
+    assert rows(target_url, "SELECT count(*) FROM etl_rejects") == [(0,)]
+    assert rows(target_url, "SELECT count(*) FROM market_universe") == [(2,)]
+
+
 def test_a_universe_file_whose_market_is_not_a_name_is_rejected(tmp_path: Path, target_url: str) -> None:
     src = tmp_path / "a"
     doc = {"metadata": {"date": "2026-01-30", "market": "../kr_stocks"}, "symbols": ["005930"]}
