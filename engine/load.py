@@ -668,6 +668,10 @@ class Target:
         self.append(table, df)
         return before, df.height
 
+    def forget_rejects(self, source_file: str) -> None:
+        """Delete a file's rejects: it is read again from the start (rewritten, or a changed document)."""
+        self._exec(f"DELETE FROM {ETL_REJECTS.name} WHERE source_file = {self.ph(1)}", (source_file,))
+
     def write_rejects(self, df: pl.DataFrame, known_new: bool) -> None:
         """Rejects of lines read for the first time are appended; a re-read file's replace the old ones."""
         if known_new:

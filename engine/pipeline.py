@@ -487,7 +487,8 @@ class _Runner:
             table.source_type or p.kind.value, TIME_COL[p.kind], self.summary.run_id, self.ctx.etl_timestamp,
         )
         try:  # the commit records the counts with this unit in them (etl_runs.commits and counters)
-            self._commit(deltas, p.rejects, wm, p.manifest_rows, universe=None, rereads=any(r.restart for r in p.unit))
+            reread = [r.file.rel for r in p.unit if r.restart]
+            self._commit(deltas, p.rejects, wm, p.manifest_rows, universe=None, reread=reread)
         except BaseException:
             # A unit that did not commit is not counted: a failed run's etl_runs row says what its tables hold.
             self.summary.kinds[p.kind.value], self.summary.reasons = kept
@@ -551,7 +552,7 @@ class _Runner:
                 },
                 schema=ETL_REJECTS.polars_schema(),
             )
-            self._commit([], rej, None, [row], universe=None)
+            self._commit([], rej, None, [row], universe=None, reread=[f.rel])
             return
         if self.opts.market is not None:
             result = result.filter(pl.col("market") == self.opts.market)
@@ -566,7 +567,7 @@ class _Runner:
             ),
             "universe", "ts", self.summary.run_id, self.ctx.etl_timestamp,
         )
-        self._commit([], pl.DataFrame(schema=ETL_REJECTS.polars_schema()), wm, [row], universe=(day, result, f.rel))
+        self._commit([], pl.DataFrame(schema=ETL_REJECTS.polars_schema()), wm, [row], universe=(day, result), reread=[f.rel])
         self.progress.advance(1, len(data), 0, result.height)
 
     # -- the commit protocol ------------------------------------------------------------------------
@@ -576,8 +577,8 @@ class _Runner:
         rejects: pl.DataFrame,
         wm: pl.DataFrame | None,
         manifest_rows: list[dict[str, Any]],
-        universe: tuple[date, pl.DataFrame, str] | None,  # (date, membership rows, file)
-        rereads: bool = False,
+        universe: tuple[date, pl.DataFrame] | None,
+        reread: list[str] | None = None,  # files read again from the start: a rewritten JSONL file, a changed document
     ) -> None:
         """Stage, load and record one unit (see staging.manifest for the order and recovery)."""
         self.seq += 1
@@ -590,7 +591,7 @@ class _Runner:
             commit.obsolete += [p.relative_to(self.staging).as_posix() for p in d.obsolete]
         uni_markets: list[tuple[str, pl.DataFrame]] = []
         if universe is not None:
-            day, rows, _ = universe
+            day, rows = universe
             markets = set(rows["market"].to_list()) | self._staged_universe_markets(day)
             for m in sorted(markets):
                 part = rows.filter(pl.col("market") == m)
@@ -614,14 +615,16 @@ class _Runner:
         staged = self._stager.submit(self._stage, commit, writes, manifest_rows)
         with _timed(self.summary, "load"):
             try:
-                self._load(deltas, rejects, wm, uni_markets, universe, use_append=True, rereads=rereads, staged=staged.result)
+                self._load(deltas, rejects, wm, uni_markets, universe, use_append=True, reread=reread or [],
+                           staged=staged.result)
             except adbc_driver_manager.Error as exc:
                 if not is_key_conflict(exc):
                     raise
                 self.summary.warnings.append(
                     "the database already held rows the staging did not know (staging reset?): upserting instead"
                 )
-                self._load(deltas, rejects, wm, uni_markets, universe, use_append=False, rereads=True, staged=staged.result)
+                self._load(deltas, rejects, wm, uni_markets, universe, use_append=False, reread=reread or [],
+                           staged=staged.result)
             finally:
                 staged.exception()  # never leave the thread writing after this commit has failed
         _crash_point("db_committed", self.seq)
@@ -646,7 +649,7 @@ class _Runner:
             manifest.finish_pending(self.staging, self.opts.scope, commit, self.manifest)
             _crash_point("pending_written", commit.seq)
 
-    def _load(self, deltas, rejects, wm, uni_markets, universe, use_append: bool, rereads: bool, staged) -> None:  # type: ignore[no-untyped-def]
+    def _load(self, deltas, rejects, wm, uni_markets, universe, use_append: bool, reread: list[str], staged) -> None:  # type: ignore[no-untyped-def]
         """One database transaction; ``staged()`` waits for the staging step, just before COMMIT."""
         tables = defaultdict(Counter)
         with self.target.transaction():
@@ -663,16 +666,14 @@ class _Runner:
                 c["inserted"] += ins
                 c["updated"] += upd
             if universe is not None:
-                day, _, rel = universe
+                day, _ = universe
                 for m, part in uni_markets:
                     before, after = self.target.replace_partition(MARKET_UNIVERSE, m, day, part)
                     tables[MARKET_UNIVERSE.name]["inserted"] += after
                     tables[MARKET_UNIVERSE.name]["deleted"] += before
-                # The document loads now: a reject of an earlier version (read while it was being
-                # written) no longer describes the file.
-                stale = pl.DataFrame({"source_file": [rel], "line_number": [0]})
-                self.target.delete_keys(ETL_REJECTS, stale.cast(dict(ETL_REJECTS.polars_schema(list(ETL_REJECTS.key)))))
-            self.target.write_rejects(rejects, known_new=not rereads)
+            for rel in reread:  # its earlier rejects describe content that is no longer there
+                self.target.forget_rejects(rel)
+            self.target.write_rejects(rejects, known_new=use_append)
             if wm is not None:
                 self.target.advance_watermark(wm)
             self.target.mark_commit(self.summary.run_id, self.seq, self.summary.counts)

@@ -224,13 +224,15 @@ def test_truncated_line_of_a_finished_file_is_rejected(tmp_path: Path, target_ur
 
 def test_rewritten_file_is_reprocessed(tmp_path: Path, target_url: str) -> None:
     src, stg = tmp_path / "a", tmp_path / "stg"
-    write_lines(src / SCALP, [tick(acc=1), tick(acc=2, execution_time="130513")])
+    write_lines(src / SCALP, [tick(acc=1), "garbage", tick(acc=2, execution_time="130513")])
     run(src, target_url, stg)
-    write_lines(src / SCALP, [tick(acc=5, execution_time="130520")])  # shrank and changed its head
+    write_lines(src / SCALP, [tick(acc=5, execution_time="130520"), "[1]"])  # shrank and changed its head
     s = run(src, target_url, stg).to_dict()
-    assert any("rewritten" in w for w in s["warnings"])
-    assert (s["lines_read"], s["loaded"]) == (1, 1)
+    assert s["warnings"] == [f"{SCALP} was rewritten (head changed or file shrank): reprocessing it"]
+    assert (s["lines_read"], s["loaded"], s["rejected"]) == (2, 1, 1)
     assert rows(target_url, "SELECT count(*) FROM scalp_ticks") == [(3,)]
+    # the file's rejects are those of what it holds now: line 2 is '[1]', not 'garbage'
+    assert rows(target_url, "SELECT line_number, reason, raw_line FROM etl_rejects") == [(2, "not_an_object", "[1]")]
 
 
 def test_universe_rewrite_replaces_the_days_membership(tmp_path: Path, target_url: str) -> None:
@@ -272,6 +274,16 @@ def test_a_universe_file_read_while_being_written_loads_later_and_its_reject_goe
     assert s["universe"] == {"files_read": 1, "symbols_loaded": 2, "files_rejected": 0}
     assert rows(target_url, "SELECT count(*) FROM etl_rejects") == [(0,)]
     assert rows(target_url, "SELECT count(*) FROM market_universe") == [(2,)]
+
+
+def test_a_universe_file_rejected_twice_keeps_one_reject_of_its_latest_version(tmp_path: Path, target_url: str) -> None:
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    rel = "universe/20260130_kr_stocks.json"
+    for text in ('{"metadata": {"date": "2026-01-30"', '{"metadata": {"date": "2026-01-30", "market"'):
+        write_lines(src / rel, [text], final_newline=False)
+        s = run(src, target_url, stg).to_dict()
+        assert s["universe"]["files_rejected"] == 1 and s["warnings"] == []  # no 'staging reset?' upsert
+    assert rows(target_url, "SELECT line_number, raw_line FROM etl_rejects") == [(0, text)]
 
 
 def test_a_universe_file_whose_market_is_not_a_name_is_rejected(tmp_path: Path, target_url: str) -> None:
