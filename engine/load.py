@@ -182,7 +182,7 @@ SQLITE_CACHE_KIB = 32768
 # against 6.40 s); 2 or 4 are no faster on 2 cores and add ~32 MB each, and 256 MB of page cache
 # instead is slower.
 SQLITE_SORT_HELPERS = 1
-_SCHEMA_LOCK = 0x6F627365  # pg_advisory_xact_lock key: one ensure_schema at a time per database
+_SCHEMA_LOCK = 0x6F627365  # pg_advisory_xact_lock key: one schema change at a time per database
 
 
 @dataclass(frozen=True)
@@ -438,9 +438,7 @@ class Target:
     def ensure_schema(self) -> None:
         """Create missing tables, migrate older ones, refuse incompatible ones; record the version."""
         with self.transaction():
-            if self.dialect == "postgresql":
-                # Concurrent per-market runs: CREATE TABLE IF NOT EXISTS can race on the catalog.
-                self._exec(f"SELECT 1 FROM pg_advisory_xact_lock({_SCHEMA_LOCK})")
+            self._lock_schema()
             found = self.catalog([t.name for t in (ETL_SCHEMA, *ALL_TABLES)])
             self._ensure_table(ETL_SCHEMA, found.get(ETL_SCHEMA.name))
             recorded = {str(n): str(v) for n, v in self._exec("SELECT table_name, schema_version FROM etl_schema")}
@@ -471,6 +469,15 @@ class Target:
             if table.index_name(idx) not in existing:
                 self._exec(table.index_ddl(idx))
 
+    def _lock_schema(self) -> None:
+        """PostgreSQL: one transaction at a time that creates or drops tables and indexes, until it ends.
+
+        Parallel per-market runs start and end together: ``CREATE ... IF NOT EXISTS`` of the same table
+        or index in two sessions at once fails with a duplicate key in pg_class. SQLite's write lock
+        already serializes them."""
+        if self.dialect == "postgresql":
+            self._exec(f"SELECT 1 FROM pg_advisory_xact_lock({_SCHEMA_LOCK})")
+
     def begin_bulk_load(self, tables: tuple[Table, ...]) -> list[Table]:
         """Prepare a run's loads into ``tables``; what a first load into empty tables can skip.
 
@@ -481,6 +488,7 @@ class Target:
         Returns the tables whose indexes were deferred.
         """
         with self.transaction():
+            self._lock_schema()
             empty = [t for t in tables if not self._exec(f"SELECT 1 FROM {t.name} LIMIT 1")]
             for t in empty:
                 for idx in t.indexes:
@@ -492,6 +500,7 @@ class Target:
     def end_bulk_load(self, deferred: list[Table]) -> None:
         """Build the deferred indexes, and return the file to WAL mode."""
         with self.transaction():
+            self._lock_schema()
             for t in deferred:
                 for idx in t.indexes:
                     self._exec(t.index_ddl(idx))

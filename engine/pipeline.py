@@ -673,7 +673,8 @@ class _Runner:
                     tables[MARKET_UNIVERSE.name]["deleted"] += before
             for rel in reread:  # its earlier rejects describe content that is no longer there
                 self.target.forget_rejects(rel)
-            self.target.write_rejects(rejects, known_new=use_append)
+            # Rejects carry no market: the run of every other market records the same lines too.
+            self.target.write_rejects(rejects, known_new=use_append and self.opts.market is None)
             if wm is not None:
                 self.target.advance_watermark(wm)
             self.target.mark_commit(self.summary.run_id, self.seq, self.summary.counts)

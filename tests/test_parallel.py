@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -56,8 +57,10 @@ def test_two_markets_at_once_equal_one_full_run(generated, target_url: str, tmp_
             for market in ("KOSPI", "KOSDAQ")
         ]
         outs = [p.communicate(timeout=600) for p in procs]
-        for p, (_out, err) in zip(procs, outs):
+        for p, (out, err) in zip(procs, outs):
             assert p.returncode == 0, err
+            # each market's run appends its own rows: the other's rejects are no sign of a reset staging
+            assert json.loads(out)["warnings"] == []
         assert db_snapshot(par_url) == want_db
         assert staged_snapshot(staging) == want_staged
         assert sorted(p.name for p in (staging / "_manifest").iterdir()) == ["scope=KOSDAQ", "scope=KOSPI"]
