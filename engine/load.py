@@ -836,6 +836,7 @@ _NOISE = re.compile(
     r"^(?:[A-Z_]+: |\[libpq\] ?|[Ff]ailed to [^:]*(?::|$) ?|could not begin COPY: |PGRES_[A-Z_]+ |"
     r"(?:ERROR|FATAL|PANIC):\s+)"
 )
+_QUOTED_STATEMENT = re.compile(r"([Ff]ailed to (?:execute|prepare) (?:query|statement)) '.*?'(?=: )", re.DOTALL)
 _CONNECTION_LOST = re.compile(
     r"terminating connection|server closed the connection|no connection to the server|connection to server was lost|"
     r"could not receive data from server|could not send data to server|SSL SYSCALL error|unexpected EOF",
@@ -845,7 +846,9 @@ _CONNECTION_LOST = re.compile(
 
 def _message(exc: BaseException) -> str:
     """A driver error as one readable line: the server's or library's own words, without the plumbing."""
-    for line in str(exc).splitlines():
+    # libpq quotes the failed statement, line breaks and all, before the server's message.
+    text = _QUOTED_STATEMENT.sub(r"\1", str(exc), count=1)
+    for line in text.splitlines():
         line = line.strip()
         if not line or re.match(r"(?i)^(query was|detail|context|hint):", line):
             continue

@@ -22,6 +22,7 @@ import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import adbc_driver_manager
@@ -535,6 +536,24 @@ def test_bad_postgres_url_is_one_sentence_without_password(
     assert "s3cr3t" not in out and "s3c/r3t" not in out and "r3t" not in out
     for w in words:
         assert w in r.stderr, r.stderr
+
+
+def test_a_role_that_may_not_create_tables_is_one_sentence(pg_url: str, tiny_archive: Path, tmp_path: Path) -> None:
+    """libpq quotes the failed statement, line breaks and all, before the server's reason: the user is
+    shown the reason, not a line of our DDL."""
+    role = f"etl_no_create_{os.getpid()}"
+    admin = Target(parse_target(pg_url))
+    try:
+        admin._exec(f"CREATE ROLE {role} LOGIN")
+        admin._exec("REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # the default since PostgreSQL 15
+        u = urlsplit(pg_url)
+        url = urlunsplit(u._replace(netloc=f"{role}@{u.hostname}:{u.port or 5432}"))
+        r = cli("etl", "--source", str(tiny_archive), "--target", url, "--staging", str(tmp_path / "s"))
+        assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr
+        assert r.stderr.strip().splitlines() == [f"error: the target database {url} failed: permission denied for schema public"]
+    finally:
+        admin._exec(f"DROP ROLE IF EXISTS {role}")
+        admin.close()
 
 
 def test_redact() -> None:
