@@ -6,6 +6,7 @@ A value that names an entry of ``[sources]``/``[targets]`` (the design document'
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from dataclasses import dataclass
@@ -43,6 +44,12 @@ class RunOptions:
         return self.market or "all"
 
 
+# What observer.toml may hold. Anything else is a typo that would otherwise run with a default (a
+# misspelt target loads into ./trading.db), so it stops the run.
+ETL_KEYS = ("source", "target", "staging", "market", "security_master", "holidays", "default_market")
+SECTIONS = ("etl", "sources", "targets")
+
+
 def _load_toml(path: Path | None) -> tuple[dict, Path]:
     cfg_path = path or Path.cwd() / CONFIG_NAME
     if not cfg_path.exists():
@@ -50,9 +57,30 @@ def _load_toml(path: Path | None) -> tuple[dict, Path]:
             raise ConfigError(f"config file {path} does not exist")
         return {}, cfg_path.parent
     try:
-        return tomllib.loads(cfg_path.read_text(encoding="utf-8")), cfg_path.parent
+        doc = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {cfg_path} is not valid TOML: {exc}") from None
+    _check_keys(cfg_path, doc)
+    return doc, cfg_path.parent
+
+
+def _check_keys(cfg_path: Path, doc: dict) -> None:
+    """Unknown sections and [etl] keys, and values that are not strings, stop the run in one sentence."""
+    def unknown(where: str, key: str, known: tuple[str, ...]) -> ConfigError:
+        near = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else f" (known: {', '.join(known)})"
+        return ConfigError(f"config file {cfg_path}: unknown {where} {key!r}{hint}")
+
+    for section, body in doc.items():
+        if section not in SECTIONS:
+            raise unknown("section", section, SECTIONS)
+        if not isinstance(body, dict):
+            raise ConfigError(f"config file {cfg_path}: {section} must be a [{section}] table")
+        for key, value in body.items():
+            if section == "etl" and key not in ETL_KEYS:
+                raise unknown("key in [etl]", key, ETL_KEYS)
+            if not isinstance(value, str):
+                raise ConfigError(f"config file {cfg_path}: {key} in [{section}] must be a string, not {value!r}")
 
 
 def resolve(

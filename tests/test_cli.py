@@ -53,6 +53,24 @@ def test_observer_toml_names_and_defaults(small_archive: Path, tmp_path: Path) -
 
 
 @pytest.mark.parametrize(
+    "toml, message",
+    [
+        ('[etl]\ntagret = "sqlite:///elsewhere.db"\n', "unknown key in [etl] 'tagret' (did you mean 'target'?)"),
+        ('[sourcez]\narchive = "a"\n', "unknown section 'sourcez' (did you mean 'sources'?)"),
+        ('[etl]\nstaging = 5\n', "staging in [etl] must be a string, not 5"),
+        ('etl = "x"\n', "etl must be a [etl] table"),
+    ],
+)
+def test_observer_toml_mistakes_stop_the_run(small_archive: Path, tmp_path: Path, toml: str, message: str) -> None:
+    """A misspelt key would run with the default instead (a misspelt target loads into ./trading.db)."""
+    (tmp_path / "observer.toml").write_text(toml)
+    r = cli("etl", "--source", str(small_archive), cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr
+    assert r.stderr.strip() == f"error: config file {tmp_path / 'observer.toml'}: {message}"
+    assert not (tmp_path / "trading.db").exists() and not (tmp_path / "elsewhere.db").exists()
+
+
+@pytest.mark.parametrize(
     "args, message",
     [
         (["--source", "/no/such/archive"], "the source archive '/no/such/archive' does not exist"),
