@@ -147,8 +147,12 @@ def load_holidays(path: Path) -> frozenset[date]:
     """One ISO date a line (``#`` comments allowed): KRX holidays, flagged as non-trading days."""
     if not path.is_file():
         raise ConfigError(f"holiday list {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # Excel and Notepad write a BOM
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"holiday list {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
     days = set()
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue

@@ -121,6 +121,28 @@ def test_accepted_shapes(tmp_path: Path, target_url: str) -> None:
     assert [(str(d), q) for d, q in snap] == [("2026-01-22", "out_of_hours")]  # 07:29 KST
 
 
+def test_a_listed_holiday_flags_its_rows_non_trading_day(tmp_path: Path) -> None:
+    """--holidays: one date a line, comments allowed, as Excel or Notepad save it (BOM, CRLF)."""
+    src = tmp_path / "a"
+    write_lines(src / SCALP, [tick(acc=1, execution_time="130512")])  # Friday 2026-01-30
+    write_lines(src / "assets/scalp/20260129_13.jsonl", [tick(ts="2026-01-29T13:05:12+09:00", acc=1)])
+    holidays = tmp_path / "krx_holidays.txt"
+    holidays.write_bytes("\ufeff# KRX 2026\r\n2026-01-30  # made up for the test\r\n\r\n2026-02-16\r\n".encode())
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    run(src, url, tmp_path / "stg", holidays=holidays)
+    got = rows(url, "SELECT trade_date, quality_flag FROM scalp_ticks ORDER BY trade_date")
+    assert [(str(d), q) for d, q in got] == [("2026-01-29", "normal"), ("2026-01-30", "non_trading_day")]
+
+
+def test_a_holiday_list_that_is_not_utf8_is_one_sentence(tmp_path: Path) -> None:
+    from engine.config import ConfigError, load_holidays
+
+    path = tmp_path / "h.txt"
+    path.write_bytes("2026-01-30\n".encode("utf-16"))
+    with pytest.raises(ConfigError, match=r"holiday list .*h.txt is not UTF-8 text \(byte 0\): save it as UTF-8"):
+        load_holidays(path)
+
+
 def test_duplicates_keep_the_copy_received_first(tmp_path: Path, target_url: str) -> None:
     src, stg = tmp_path / "a", tmp_path / "stg"
     later = tick(ts="2026-01-30T13:05:14.2+09:00", session="observer-B")
