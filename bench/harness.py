@@ -133,6 +133,18 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         ap.error(f"unknown target(s) {bad}: use sqlite,postgresql")
     if ns.repeat < 1:
         ap.error("--repeat must be at least 1")
+    small = [n for n in ns.lines if n < MIN_LINES]
+    if small:
+        ap.error(f"--lines {small[0]}: measure at least {size_label(MIN_LINES)} lines")
+    for flag, n in (("--baseline-lines", ns.baseline_lines), ("--incr-lines", ns.incr_lines)):
+        if n < 1:
+            ap.error(f"{flag} must be at least 1")
+    from staging.layout import unwritable  # late, like every engine import here: --help needs no Polars
+
+    for flag, d in (("--out", ns.out), ("--cache", ns.cache)):
+        problem = unwritable(d)
+        if problem:
+            ap.error(f"{flag} {d} is not a writable directory ({problem})")
     shown = ["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])]
     return BenchConfig(
         sizes=ns.lines, repeat=ns.repeat, targets=targets, out=ns.out, cache=ns.cache, seed=ns.seed,
@@ -140,6 +152,9 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         pg_url=ns.pg_url, baselines=not ns.no_baselines, readme=ns.readme, keep_work=ns.keep_work, code=ns.code,
         command=shlex.join(shown),
     )
+
+
+MIN_LINES = 1_000
 
 
 # -- output ---------------------------------------------------------------------------------------------
@@ -978,6 +993,11 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """0 when every measurement ran (a skipped target or baseline is a note, not a failure); 1 when a
+    measured run failed, so a script driving the benchmark notices."""
     cfg = parse_args(argv)
-    run_bench(cfg)
-    return 0
+    results = run_bench(cfg)
+    failed = [n for n in results["notes"] if "a measured run failed" in n]
+    for note in failed:
+        log(f"[red]{note}[/]")
+    return 1 if failed else 0

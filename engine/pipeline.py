@@ -31,7 +31,7 @@ from engine.watermark import reconcile, watermark_rows
 from schemas.records import Kind
 from schemas.tables import DATA_TABLES, ETL_REJECTS, MARKET_UNIVERSE, SCALP_TICKS, SWING_SNAPSHOTS, Table
 from staging import manifest
-from staging.layout import StagingError, partition_dir, write_part
+from staging.layout import StagingError, partition_dir, unwritable, write_part
 
 TABLE_OF: dict[Kind, Table] = {Kind.SCALP: SCALP_TICKS, Kind.SWING: SWING_SNAPSHOTS}
 TIME_COL: dict[Kind, str] = {Kind.SCALP: "recv_time", Kind.SWING: "snap_time"}
@@ -168,13 +168,9 @@ def _check_source(source: Path) -> None:
 def _check_staging(staging: Path) -> None:
     if staging.resolve() == (Path(__file__).resolve().parent.parent / "staging"):
         raise EtlError(f"staging directory {staging} is the code package staging/: choose another with --staging")
-    try:
-        staging.mkdir(parents=True, exist_ok=True)
-        probe = staging / f".write-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise EtlError(f"staging directory {staging} is not writable: {exc.strerror or exc}") from None
+    problem = unwritable(staging)
+    if problem:
+        raise EtlError(f"staging directory {staging} is not writable: {problem}")
 
 
 CRASH_POINTS = ("pending_begun", "parts_written", "pending_written", "db_committed", "promoted")

@@ -31,6 +31,18 @@ def read_staged(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
         raise StagingError(f"{path} cannot be read ({reason})") from None
 
 
+def unwritable(d: Path) -> str | None:
+    """Why files cannot be written under directory ``d`` (created if missing), or None if they can."""
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        probe = d / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def partition_dir(staging: Path, table: Table, market: str, day: date) -> Path:
     return staging / table.name / f"market={market}" / f"trade_date={day.isoformat()}"
 

@@ -59,6 +59,36 @@ def _fs_type(path: Path) -> str:
     return fstype
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--lines", "0"], "--lines 0: measure at least 1k lines"),
+        (["--lines", "abc"], "not a line count: 'abc'"),
+        (["--lines", "1k", "--repeat", "0"], "--repeat must be at least 1"),
+        (["--lines", "1k", "--targets", "mysql"], "unknown target(s) ['mysql']"),
+        (["--lines", "1k", "--incr-lines", "0"], "--incr-lines must be at least 1"),
+        (["--lines", "1k", "--out", "/proc/results"], "--out /proc/results is not a writable directory"),
+    ],
+)
+def test_bad_options_are_one_usage_error(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_failed_measured_run_fails_the_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A skipped target is a note (exit 0); an engine that failed while measured is exit 1."""
+    import bench.harness
+
+    notes = ["PostgreSQL skipped: no server"]
+    monkeypatch.setattr(bench.harness, "run_bench", lambda cfg: {"notes": notes})
+    argv = ["--lines", "1k", "--out", str(tmp_path / "r"), "--cache", str(tmp_path / "c")]
+    assert bench.harness.main(argv) == 0
+    notes.append("1k sqlite: a measured run failed: error: the target database failed")
+    assert bench.harness.main(argv) == 1
+
+
 def _check_run(stat: dict, lines_min: int = 1) -> None:
     assert stat["n"] >= 1 and stat["runs"]
     assert stat["lines"] >= lines_min
