@@ -32,7 +32,7 @@ from schemas.tables import MARKET_UNIVERSE, SCALP_TICKS, SCHEMA_VERSION, SWING_S
 # trade dates and session hours come from fixed-offset arithmetic: about 10x cheaper than a zone lookup
 # per value, and the same result for every instant the Observer can have written.
 KST_OFFSET = timedelta(hours=9)
-_MAX_EXACT = float(2**53)  # above this a JSON number decoded as float is no longer exact
+_MAX_EXACT = float(2**53)  # from here on a JSON number decoded as float may not be the one written (2**53 + 1 reads as 2**53)
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def _is_test_row(source: str, session: str) -> pl.Expr:
 
 def _not_int(x: pl.Expr) -> pl.Expr:
     """True where a decoded number is present but not an exact integer."""
-    return (x.is_not_null() & ((x != x.floor()) | (x.abs() > _MAX_EXACT) | x.is_nan())).fill_null(False)
+    return (x.is_not_null() & ((x != x.floor()) | (x.abs() >= _MAX_EXACT) | x.is_nan())).fill_null(False)
 
 
 def _bad_count(x: pl.Expr) -> pl.Expr:

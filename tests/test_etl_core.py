@@ -54,7 +54,12 @@ REJECT_CASES = {
         ("assets/swing/20260130.jsonl", swing(ts="yesterday")),
     ],
     "bad_price": [(SCALP, tick(price=0)), (SCALP, tick(price=-5)), (SCALP, tick(price=70100.5))],
-    "bad_volume": [(SCALP, tick(acc=-1)), (SCALP, tick(acc=1.5))],
+    "bad_volume": [
+        (SCALP, tick(acc=-1)),
+        (SCALP, tick(acc=1.5)),
+        (SCALP, tick(acc=2**53 + 1)),  # read as a double it would be 2**53: not the number written
+        (SCALP, tick(acc=10**20)),
+    ],
 }
 
 
