@@ -53,6 +53,9 @@ class _RichProgress:
     def plan(self, files: int, total_bytes: int) -> None:
         self.bar.update(self.task, total=max(total_bytes, 1))
 
+    def note(self, text: str) -> None:
+        self.bar.console.print(f"[dim]{text}[/]", highlight=False)
+
     def advance(self, files: int, nbytes: int, lines: int, rows: int) -> None:
         t = self.bar.tasks[self.task]
         done_rows = t.fields["rows"] + rows

@@ -19,7 +19,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import adbc_driver_manager
 import polars as pl
@@ -44,6 +44,7 @@ class EtlError(Exception):
 class Progress(Protocol):
     def plan(self, files: int, total_bytes: int) -> None: ...
     def advance(self, files: int, nbytes: int, lines: int, rows: int) -> None: ...
+    def note(self, text: str) -> None: ...  # something the user should know now (the run waits for a lock)
 
 
 class _NoProgress:
@@ -51,6 +52,9 @@ class _NoProgress:
         pass
 
     def advance(self, files: int, nbytes: int, lines: int, rows: int) -> None:
+        pass
+
+    def note(self, text: str) -> None:
         pass
 
 
@@ -146,16 +150,31 @@ class _Prepared:
 
 
 @contextmanager
-def _scope_lock(staging: Path, scope: str) -> Iterator[None]:
-    """One run per market scope at a time; an all-markets run excludes every scoped run."""
+def _scope_lock(staging: Path, scope: str, on_wait: Callable[[str], None]) -> Iterator[float]:
+    """One run per market scope at a time; an all-markets run excludes every scoped run.
+
+    Yields the seconds spent waiting for another run; ``on_wait`` hears, once, that the run waits."""
     lock_dir = staging / "_locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    told = False
+
+    def take(fh: Any, mode: int) -> None:
+        nonlocal told
+        try:
+            fcntl.flock(fh, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not told:
+                on_wait(f"waiting for another observer etl run on {staging} to finish (the scope {scope} lock)")
+                told = True
+            fcntl.flock(fh, mode)
+
     with ExitStack() as stack:
         glob_fh = stack.enter_context((lock_dir / "global.lock").open("a"))
-        fcntl.flock(glob_fh, fcntl.LOCK_EX if scope == "all" else fcntl.LOCK_SH)
+        take(glob_fh, fcntl.LOCK_EX if scope == "all" else fcntl.LOCK_SH)
         scope_fh = stack.enter_context((lock_dir / f"scope={scope}.lock").open("a"))
-        fcntl.flock(scope_fh, fcntl.LOCK_EX)
-        yield
+        take(scope_fh, fcntl.LOCK_EX)
+        yield time.perf_counter() - t0 if told else 0.0
 
 
 def _check_source(source: Path) -> None:
@@ -203,7 +222,9 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
     summary = RunSummary(run_id, opts.scope, str(opts.source), target_url.redacted, str(opts.staging))
     try:
         target.ensure_schema()
-        with _scope_lock(opts.staging, opts.scope):
+        with _scope_lock(opts.staging, opts.scope, progress.note) as waited:
+            if waited:
+                summary.warnings.append(f"waited {waited:.1f} s for another run on this staging directory to finish")
             for note in reconcile(opts.staging, opts.scope, target):
                 summary.warnings.append(f"recovered an interrupted commit: {note}")
             now = datetime.now(timezone.utc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import polars as pl
@@ -335,6 +336,35 @@ def test_a_source_without_archive_files_says_so(tmp_path: Path) -> None:
         "the directory that holds assets/scalp, assets/swing and universe"
     ]
     assert run(src, url, stg).to_dict()["warnings"] == []
+
+
+def test_a_run_that_waits_for_another_says_so(tmp_path: Path) -> None:
+    """Two runs of one scope never overlap; the second says it waits (live, and in its warnings)."""
+    import fcntl
+    import threading
+
+    from engine.config import RunOptions
+    from engine.pipeline import run_etl
+
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    write_lines(src / SCALP, [tick(acc=1)])
+    (stg / "_locks").mkdir(parents=True)
+    other = (stg / "_locks" / "global.lock").open("a")  # another run, holding the all-markets lock
+    fcntl.flock(other, fcntl.LOCK_EX)
+    threading.Timer(0.5, other.close).start()
+    notes: list[str] = []
+
+    class Notes:
+        def plan(self, files: int, total_bytes: int) -> None: ...
+        def advance(self, files: int, nbytes: int, lines: int, rows: int) -> None: ...
+        def note(self, text: str) -> None:
+            notes.append(text)
+
+    s = run_etl(RunOptions(source=src, target=f"sqlite:///{tmp_path / 't.db'}", staging=stg), Notes()).to_dict()
+    assert notes == [f"waiting for another observer etl run on {stg} to finish (the scope all lock)"]
+    assert len(s["warnings"]) == 1
+    assert re.fullmatch(r"waited \d+\.\d s for another run on this staging directory to finish", s["warnings"][0])
+    assert s["loaded"] == 1
 
 
 def test_second_run_changes_nothing(tmp_path: Path, target_url: str) -> None:
