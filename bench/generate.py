@@ -1348,15 +1348,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="replace an existing archive at --out")
     ap.add_argument("--workers", type=int, help="processes simulating trading days (default: auto)")
     args = ap.parse_args(argv)
+    for flag in ("days", "symbols", "ticks_per_hour", "lines", "workers"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            ap.error(f"--{flag.replace('_', '-')} must be at least 1")
     tph = args.ticks_per_hour
     if args.days is None:
         args.days = 8 if args.lines is None else days_for_lines(args.lines, args.start, args.symbols, dirt=not args.no_dirt)
     if args.lines is not None:
-        tph = ticks_per_hour_for_lines(args.lines, args.start, args.days, args.symbols, not args.no_dirt)
+        try:
+            tph = ticks_per_hour_for_lines(args.lines, args.start, args.days, args.symbols, not args.no_dirt)
+        except ValueError as exc:  # --days over a weekend only
+            ap.error(str(exc))
     t0 = _time.perf_counter()
-    exp = generate_archive(args.out, start=args.start, days=args.days, symbols=args.symbols, ticks_per_hour=tph,
-                           seed=args.seed, dirt=not args.no_dirt, growing=not args.no_growing, overwrite=args.force,
-                           workers=args.workers)
+    try:
+        exp = generate_archive(args.out, start=args.start, days=args.days, symbols=args.symbols, ticks_per_hour=tph,
+                               seed=args.seed, dirt=not args.no_dirt, growing=not args.no_growing,
+                               overwrite=args.force, workers=args.workers)
+    except FileExistsError as exc:
+        ap.exit(2, f"{ap.prog}: error: {exc}\n")
+    except OSError as exc:  # an --out that cannot be written
+        ap.exit(2, f"{ap.prog}: error: cannot generate {args.out}: {exc.strerror or exc}\n")
     dt = _time.perf_counter() - t0
     print(f"{args.out}: {exp.lines_total} lines ({exp.scalp_ticks} ticks, {exp.swing_snapshots} snapshots, "
           f"{len(exp.rejects)} rejects, {exp.duplicates['scalp'] + exp.duplicates['swing']} duplicates, "

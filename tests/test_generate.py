@@ -25,6 +25,7 @@ from bench.generate import (
     expected_path,
     generate_archive,
     load_expected,
+    main,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -468,3 +469,34 @@ def test_refuses_to_mix_with_existing_files(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         generate_archive(root, days=1, overwrite=True)  # not an archive: never removed
     assert (root / "notes.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--lines", "0"], "--lines must be at least 1"),
+        (["--days", "0"], "--days must be at least 1"),
+        (["--ticks-per-hour", "-5"], "--ticks-per-hour must be at least 1"),
+        (["--lines", "1000", "--days", "2", "--start", "2026-01-24"], "no weekday in the date range"),
+    ],
+)
+def test_command_line_mistakes_are_one_usage_error(
+    tmp_path: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path / "archive"), *extra])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "archive").exists()
+
+
+@pytest.mark.parametrize("taken", ["not empty", "not writable"])
+def test_an_out_that_cannot_be_used_is_one_sentence(tmp_path: Path, taken: str, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "archive" if taken == "not empty" else Path("/proc/archive")
+    if taken == "not empty":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(out), "--days", "1"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err
+    assert ("is not empty" if taken == "not empty" else f"cannot generate {out}: No such file or directory") in err
