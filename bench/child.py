@@ -511,7 +511,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("task", choices=sorted(TASKS))
     ap.add_argument("--args-json", required=True, help="the task's arguments as one JSON object")
     ns = ap.parse_args(argv)
-    args = json.loads(ns.args_json)
+    try:
+        args = json.loads(ns.args_json)
+    except ValueError as exc:
+        ap.error(f"--args-json is not JSON: {exc}")
+    if not isinstance(args, dict):
+        ap.error("--args-json must be one JSON object")
+    for key in ("archive", "staging"):  # what a task reads: a typo would measure an empty input
+        if key in args and not Path(args[key]).is_dir():
+            ap.error(f"{key} {args[key]!r} is not a directory")
     # Every measured process gets the allocator settings the CLI gives a run (exec-module: the CLI sets
     # them itself), floors and baselines included, so that a ratio compares work, not allocators.
     from engine.process import tune_for_batch_runs

@@ -77,6 +77,25 @@ def test_bad_options_are_one_usage_error(argv: list[str], message: str, capsys: 
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "args_json, message",
+    [
+        ("{bad", "--args-json is not JSON"),
+        ("[1]", "--args-json must be one JSON object"),
+        ('{"archive": "/no/such/archive"}', "archive '/no/such/archive' is not a directory"),
+    ],
+)
+def test_a_measurement_by_hand_with_bad_arguments_is_a_usage_error(
+    args_json: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bench/README.md shows the child commands to reproduce a number: a typo must not measure nothing."""
+    from bench import child
+
+    with pytest.raises(SystemExit) as exc:
+        child.main(["parse-floor", "--args-json", args_json])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_a_failed_measured_run_fails_the_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A skipped target is a note (exit 0); an engine that failed while measured is exit 1."""
     import bench.harness
