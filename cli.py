@@ -101,8 +101,21 @@ def _render(summary: RunSummary) -> None:
     out.print(f"target {d['target']} · staging {d['staging']}")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"observer-etl {version('observer-etl')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            print("observer-etl (not installed: pip install -e .)")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
     """observer-etl: the Observer archive into trading databases."""
 
 

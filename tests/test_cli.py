@@ -130,6 +130,13 @@ def test_unwritable_staging_as_user(small_archive: Path, tmp_path: Path) -> None
     assert r.returncode != 0 and "not writable" in r.stderr
 
 
+def test_version() -> None:
+    from importlib.metadata import version
+
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout == f"observer-etl {version('observer-etl')}\n"
+
+
 def test_help_names_the_config_tables() -> None:
     """Rich reads ``[sources]`` as markup and drops it unless escaped; the help must show it."""
     r = cli("etl", "--help", env={"COLUMNS": "200"})
