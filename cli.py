@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from functools import cache
 from pathlib import Path
@@ -131,6 +132,7 @@ def etl(
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as one JSON object on stdout."),
 ) -> None:
     """Load the archive's new lines into the target database, incrementally."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         opts = resolve(source, target, staging, market, security_master, holidays, config)
         progress = _RichProgress() if not as_json and _err().is_terminal else None
@@ -143,14 +145,24 @@ def etl(
         _err().print("[red]error:[/] ", end="")
         _err().print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        _err().print("[red]interrupted:[/] the last commit is intact; run again to continue")
-        raise typer.Exit(130) from None
+    except (KeyboardInterrupt, _Terminated) as exc:
+        what, code = ("terminated", 143) if isinstance(exc, _Terminated) else ("interrupted", 130)
+        _err().print(f"[red]{what}:[/] the last commit is intact; run again to continue")
+        raise typer.Exit(code) from None
     if as_json:
         sys.stdout.write(json.dumps(summary.to_dict()) + "\n")
     else:
         _render(summary)
     _exit_now(0)
+
+
+class _Terminated(BaseException):
+    """SIGTERM (a service manager or container stopping the run): stops it the way Ctrl-C does, the run
+    marked failed and its transaction rolled back, instead of ending the process on the spot."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 def _exit_now(code: int) -> NoReturn:

@@ -773,13 +773,14 @@ def _assert_whole_commits_then_one_clean_run(big_archive: Path, pg_url: str, tmp
         clean.close()
 
 
-@pytest.mark.parametrize("how", ["connection killed", "ctrl-c"])
+@pytest.mark.parametrize("how", ["connection killed", "ctrl-c", "sigterm"])
 def test_a_run_stopped_mid_load_fails_cleanly_and_the_next_run_completes(
     big_archive: Path, pg_url: str, tmp_path: Path, how: str
 ) -> None:
-    """The server ends the connection, or the user presses Ctrl-C while a COPY or upsert runs (ADBC
+    """The server ends the connection, the user presses Ctrl-C while a COPY or upsert runs (ADBC
     cancels the statement: PostgreSQL's 'canceling statement due to user request' is an interrupt,
-    not a database failure): one readable line, whole commits only, and the next run completes."""
+    not a database failure), or a service manager sends SIGTERM: one readable line, whole commits
+    only, and the next run completes."""
     db = pg_url.rsplit("/", 1)[1]
     admin = Target(parse_target(PG_URL))
     watcher = Target(parse_target(pg_url))
@@ -790,6 +791,8 @@ def test_a_run_stopped_mid_load_fails_cleanly_and_the_next_run_completes(
         assert pid is not None, f"the run ended before it could be interrupted: {proc.communicate()[1]}"
         if how == "ctrl-c":
             proc.send_signal(signal.SIGINT)
+        elif how == "sigterm":
+            proc.send_signal(signal.SIGTERM)
         else:
             admin._exec(f"SELECT pg_terminate_backend({pid})")
         out, err = proc.communicate(timeout=300)
@@ -797,6 +800,9 @@ def test_a_run_stopped_mid_load_fails_cleanly_and_the_next_run_completes(
         assert len(err.strip().splitlines()) == 1, err
         if how == "ctrl-c":
             assert proc.returncode == 130 and "interrupted: the last commit is intact" in err, err
+        elif how == "sigterm":
+            assert proc.returncode == 143 and "terminated: the last commit is intact" in err, err
+            assert watcher._exec("SELECT status FROM etl_runs") == [("failed",)]
         else:
             assert proc.returncode == 2 and "lost the connection to the PostgreSQL server" in err, err
         _assert_whole_commits_then_one_clean_run(big_archive, pg_url, tmp_path, watcher)
