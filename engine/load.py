@@ -208,7 +208,14 @@ class _Session:
     with nothing new included); here results come back as Polars frames over the Arrow C stream
     interface, and pyarrow is only imported by the wire form of rows that are really loaded. The same
     driver calls as the DB-API's ``execute`` and ``adbc_ingest``: the connection is in autocommit mode
-    (ADBC's default), each blocking call can be interrupted by Ctrl-C.
+    (ADBC's default).
+
+    Driver calls are made directly, not through the DB-API's ``_blocking_call``: while a call runs, that
+    wrapper swaps Python's SIGINT handler for one that cancels the statement from a helper thread, and
+    when the call ends before the helper runs (every short statement) the interrupt is consumed and lost
+    (adbc_driver_manager 1.13, ``_blocking_impl.cc``; a Ctrl-C 0.7 s into a run let it finish). Python's
+    own handler never loses one: Ctrl-C takes effect when the call returns (at most a unit's load), and
+    SQLite's driver cannot cancel a statement anyway.
     """
 
     def __init__(self, dialect: Dialect, uri: str) -> None:
@@ -231,7 +238,7 @@ class _Session:
             stmt.set_sql_query(sql)
             if params:
                 stmt.bind_stream(_bind_row(params).__arrow_c_stream__())
-            stream, self.rowcount = _blocking_call(stmt.execute_query, (), {}, stmt.cancel)
+            stream, self.rowcount = stmt.execute_query()
             return pl.DataFrame(stream)
         finally:
             stmt.close()
@@ -248,7 +255,7 @@ class _Session:
                 }
             )
             stmt.bind_stream(data.__arrow_c_stream__())
-            _blocking_call(stmt.execute_update, (), {}, stmt.cancel)
+            stmt.execute_update()
         finally:
             stmt.close()
 
@@ -261,9 +268,6 @@ class _Session:
                 pass
 
 
-# The DB-API's own wrapper that lets Ctrl-C cancel a blocking driver call; without it (a later release
-# may move it) a call is only interrupted when it returns.
-_blocking_call = getattr(adbc_driver_manager._lib, "_blocking_call", lambda func, args, kwargs, cancel: func(*args, **kwargs))
 _INGEST_MODE = {"append": adbc_driver_manager.INGEST_OPTION_MODE_APPEND, "create": adbc_driver_manager.INGEST_OPTION_MODE_CREATE}
 
 
@@ -326,22 +330,33 @@ class Target:
     ) -> None:
         """Bulk-ingest ``df`` (``table``'s columns, or ``columns``) into ``name`` in its wire form."""
         data: pa.Table | pa.RecordBatchReader
+        interrupted: list[bool] = []
         if self.dialect == "postgresql" and df.height > PG_COPY_BATCH_ROWS:
             # The PostgreSQL driver encodes each batch it is given whole into one COPY buffer before it
             # sends it, so a unit-sized batch is another copy of the unit; slices are made Arrow (and
             # NUL-free) one at a time as the driver reads them. Still one COPY (1M bench archive: peak
             # 714-773 MB as one batch, 581-601 MB in batches of 16,384 rows, as fast).
             n = PG_COPY_BATCH_ROWS
-            slices = (self._arrow(table, df.slice(o, n), columns) for o in range(0, df.height, n))
+
+            def batches() -> Iterator[pa.RecordBatch]:
+                # The driver calls this generator: an interrupt raised in it would come back as a driver
+                # error with a Python traceback in its text. The stream ends instead, and it is raised
+                # below, before the transaction can commit the rows sent so far.
+                try:
+                    for o in range(0, df.height, n):
+                        yield from self._arrow(table, df.slice(o, n), columns).to_batches()
+                except KeyboardInterrupt:
+                    interrupted.append(True)
+
             import pyarrow as pa  # only where rows are loaded (see _Session)
 
-            data = pa.RecordBatchReader.from_batches(
-                table.arrow_schema(columns), (b for t in slices for b in t.to_batches())
-            )
+            data = pa.RecordBatchReader.from_batches(table.arrow_schema(columns), batches())
         else:
             data = self._arrow(table, df, columns)
         with self._driver():
             self.session.ingest(name, data, mode=mode, temporary=temporary)
+        if interrupted:
+            raise KeyboardInterrupt
 
     def ph(self, i: int) -> str:
         """The i-th (1-based) bind placeholder."""
@@ -862,11 +877,8 @@ def _message(exc: BaseException) -> str:
 
 
 def _interrupted(exc: adbc_driver_manager.Error) -> bool:
-    """Ctrl-C during a driver call, which ADBC turns into a driver error: it cancels the statement, and
-    re-raises the error of a driver that cannot cancel (SQLite: ``NOT_IMPLEMENTED``) with the interrupt
-    as its cause; PostgreSQL's cancelled statement fails with 57014 'due to user request'."""
-    if isinstance(exc.__cause__, KeyboardInterrupt):
-        return True
+    """A statement cancelled from outside (``pg_cancel_backend``: 57014 'due to user request'), which
+    stops the run as Ctrl-C does rather than as a database failure."""
     return exc.sqlstate == "57014" and "user request" in str(exc)
 
 

@@ -243,6 +243,8 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
                     target.finish_run(run_id, "failed", summary.counts, json.dumps(summary.to_dict()))
                 except Exception:  # noqa: BLE001 - the original error matters more
                     pass
+                if _interrupted(exc):
+                    raise KeyboardInterrupt from None
                 if isinstance(exc, adbc_driver_manager.Error):
                     raise EtlError(f"the target database failed during the load: {error_line(exc)}") from None
                 if isinstance(exc, StagingError):
@@ -266,6 +268,17 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
     finally:
         target.close()
     return summary
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Ctrl-C, also where code that was unwinding from it failed in turn: shutil.rmtree interrupted
+    between closing a directory and its own cleanup closes it again (EBADF, seen once in ~50 runs)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
 
 
 def _damaged_staging(staging: Path, exc: StagingError) -> EtlError:

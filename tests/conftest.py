@@ -81,3 +81,13 @@ def generated(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
     root = tmp_path_factory.mktemp("gen") / "archive"
     expected = generate_archive(root, days=6, symbols=4, ticks_per_hour=40, seed=11)
     return root, expected
+
+
+@pytest.fixture(scope="session")
+def big_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Large enough that a load takes a second or more over a couple dozen commits (~100k lines)."""
+    from bench.generate import generate_archive
+
+    root = tmp_path_factory.mktemp("big") / "archive"
+    generate_archive(root, days=8, symbols=6, ticks_per_hour=3000, seed=5)
+    return root

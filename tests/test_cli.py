@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from engine.process import keep_freed_pages_in_polars, polars_jemalloc_conf
-from tests.support import REPO, cli, rows, swing, tick, write_lines
+from tests.support import REPO, cli, db_snapshot, rows, swing, tick, write_lines
 
 
 @pytest.fixture
@@ -94,6 +96,30 @@ def test_bad_input_is_one_readable_sentence(small_archive: Path, tmp_path: Path,
     assert "Traceback" not in r.stderr + r.stdout
     assert "s3cret" not in r.stderr + r.stdout
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_or_sigterm_mid_run_stops_it_cleanly(big_archive: Path, tmp_path: Path, sig: int, code: int, word: str) -> None:
+    """Sent once the first unit has committed: never lost (Polars' own SIGINT handler swallowed some),
+    one line, the run marked failed, and the next run ends where one clean run ends."""
+    url, stg = f"sqlite:///{tmp_path / 't.db'}", tmp_path / "stg"
+    args = ["etl", "--source", str(big_archive), "--target", url, "--staging", str(stg), "--json"]
+    proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    manifest = stg / "_manifest/scope=all/files.parquet"
+    deadline = time.monotonic() + 60
+    while not manifest.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert proc.poll() is None, "the run ended before the signal could be sent"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert (proc.returncode, out) == (code, ""), err
+    assert err.strip() == f"{word}: the last commit is intact; run again to continue"
+    assert rows(url, "SELECT status FROM etl_runs") == [("failed",)]
+    assert cli(*args).returncode == 0
+    clean = f"sqlite:///{tmp_path / 'clean.db'}"
+    assert cli("etl", "--source", str(big_archive), "--target", clean, "--staging", str(tmp_path / "c"), "--json").returncode == 0
+    assert db_snapshot(url) == db_snapshot(clean)
 
 
 @pytest.mark.parametrize("damaged", ["manifest", "part"])

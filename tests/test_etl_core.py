@@ -567,29 +567,54 @@ def test_a_full_disk_while_staging_stops_the_run_in_one_sentence_and_the_next_ru
     assert db_snapshot(url) == db_snapshot(f"sqlite:///{tmp_path / 'clean.db'}")
 
 
-def test_ctrl_c_during_a_driver_call_is_an_interrupt_not_a_database_error(target_url: str) -> None:
-    """ADBC answers SIGINT inside a driver call by cancelling the statement; SQLite's driver cannot
-    (NOT_IMPLEMENTED, raised with the interrupt as its cause), PostgreSQL's statement fails 'due to
-    user request'. Both must reach the CLI as the interrupt ('interrupted', exit 130), not as
-    'the target database failed'."""
+def test_ctrl_c_during_a_driver_call_is_never_lost(target_url: str) -> None:
+    """SIGINT while a statement runs is an interrupt when the call returns: not a database error, and
+    not lost (ADBC's DB-API wrapper consumed it when the statement ended first)."""
     import signal
     import threading
 
     t = Target(parse_target(target_url))
-    long_statement = (  # seconds of work inside the one blocking call
-        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 50000000) SELECT count(*) FROM c"
-        if target_url.startswith("sqlite") else "DO $$ BEGIN PERFORM pg_sleep(30); END $$"
+    statement = (  # a second or so inside one driver call
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 10000000) SELECT count(*) FROM c"
+        if target_url.startswith("sqlite") else "DO $$ BEGIN PERFORM pg_sleep(1); END $$"
     )
     timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
     try:
         timer.start()
         with pytest.raises(KeyboardInterrupt):
-            t._exec(long_statement)
+            t._exec(statement)
         assert not timer.is_alive()  # the interrupt was the timer's, sent while the statement ran
-        assert t._exec("SELECT 1") == [(1,)]  # and the connection is still usable
+        for _ in range(200):  # and many short calls in a row each see one, however short
+            with pytest.raises(KeyboardInterrupt):
+                threading.Timer(0.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+                while True:
+                    t._exec("SELECT 1")
+        assert t._exec("SELECT 1") == [(1,)]  # the connection is still usable
     finally:
         timer.cancel()
         t.close()
+
+
+def test_an_interrupt_stays_an_interrupt_when_cleanup_fails_on_top_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C inside shutil.rmtree made it close a directory twice: the EBADF that followed was
+    reported as 'a file it could not read or write' (exit 2) instead of the interrupt (exit 130)."""
+    import engine.pipeline
+
+    def interrupted_promote(*_a: object, **_k: object) -> None:
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise OSError(9, "Bad file descriptor")
+
+    src = tmp_path / "a"
+    write_lines(src / SCALP, [tick(acc=1)])
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    monkeypatch.setattr(engine.pipeline.manifest, "promote", interrupted_promote)
+    with pytest.raises(KeyboardInterrupt):
+        run(src, url, tmp_path / "stg")
+    assert rows(url, "SELECT status FROM etl_runs") == [("failed",)]
 
 
 def test_a_unit_whose_every_line_is_rejected_commits_its_rejects(tmp_path: Path) -> None:

@@ -716,16 +716,6 @@ def test_password_failures_are_one_sentence(password_server, tiny_archive: Path,
 # -- a run that loses its connection mid-load --------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def big_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Large enough that a PostgreSQL load takes a few seconds over a couple dozen commits."""
-    from bench.generate import generate_archive
-
-    root = tmp_path_factory.mktemp("big") / "archive"
-    generate_archive(root, days=8, symbols=6, ticks_per_hour=3000, seed=5)
-    return root
-
-
 def _etl(root: Path, url: str, staging: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(REPO / "cli.py"), "etl", "--source", str(root), "--target", url,
