@@ -579,6 +579,7 @@ def test_ctrl_c_during_a_driver_call_is_never_lost(target_url: str) -> None:
         if target_url.startswith("sqlite") else "DO $$ BEGIN PERFORM pg_sleep(1); END $$"
     )
     timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as the CLI runs (cli.py)
     try:
         timer.start()
         with pytest.raises(KeyboardInterrupt):
@@ -592,6 +593,7 @@ def test_ctrl_c_during_a_driver_call_is_never_lost(target_url: str) -> None:
         assert t._exec("SELECT 1") == [(1,)]  # the connection is still usable
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
         t.close()
 
 
