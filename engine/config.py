@@ -15,14 +15,12 @@ from pathlib import Path
 
 import polars as pl
 
-from schemas.records import DEFAULT_MARKET, MARKET_PATTERN, SYMBOL_PATTERN
+from schemas.records import DEFAULT_MARKET, MARKET_PATTERN, MARKET_RULE, SYMBOL_PATTERN, is_market_name
 
 CONFIG_NAME = "observer.toml"
 DEFAULT_SOURCE = "archive"
 DEFAULT_TARGET = "sqlite:///trading.db"
 DEFAULT_STAGING = "observer-staging"
-# Markets name directories of the staged layout (schemas.records.MARKET_PATTERN).
-_MARKET_RULE = "letters, digits, '_', '.' and '-', starting with a letter or digit, at most 64 characters"
 
 
 class ConfigError(Exception):
@@ -109,8 +107,8 @@ def resolve(
     mkt = market or etl.get("market")
     default_market = etl.get("default_market", DEFAULT_MARKET)
     for what, name in (("--market", mkt), ("default_market", default_market)):
-        if name is not None and not (isinstance(name, str) and re.match(MARKET_PATTERN, name)):
-            raise ConfigError(f"{what} {name!r} is not a market name: {_MARKET_RULE}")
+        if name is not None and not is_market_name(name):
+            raise ConfigError(f"{what} {name!r} is not a market name: {MARKET_RULE}")
     master = security_master or etl.get("security_master")
     hol = holidays or etl.get("holidays")
     return RunOptions(
@@ -139,7 +137,7 @@ def load_security_master(path: Path) -> pl.DataFrame:
         raise ConfigError(f"security master {path} has symbols that are not 6-character codes")
     bad = df.filter(~pl.col("market").str.contains(MARKET_PATTERN))
     if bad.height:
-        raise ConfigError(f"security master {path}: {bad['market'][0]!r} is not a market name: {_MARKET_RULE}")
+        raise ConfigError(f"security master {path}: {bad['market'][0]!r} is not a market name: {MARKET_RULE}")
     return df
 
 
@@ -148,11 +146,11 @@ def load_holidays(path: Path) -> frozenset[date]:
     if not path.is_file():
         raise ConfigError(f"holiday list {path} does not exist")
     try:
-        text = path.read_text(encoding="utf-8-sig")  # Excel and Notepad write a BOM
+        content = path.read_text(encoding="utf-8-sig")  # Excel and Notepad write a BOM
     except UnicodeDecodeError as exc:
         raise ConfigError(f"holiday list {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
     days = set()
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(content.splitlines(), 1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue

@@ -7,7 +7,6 @@ session hours are computed in KST explicitly (the default zone of Polars is UTC)
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
@@ -25,6 +24,7 @@ from schemas.records import (
     TEST_SOURCES,
     TEST_SYMBOL_PREFIXES,
     Kind,
+    is_market_name,
 )
 from schemas.tables import MARKET_UNIVERSE, SCALP_TICKS, SCHEMA_VERSION, SWING_SNAPSHOTS
 
@@ -267,7 +267,7 @@ def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> 
     if not df["symbol"].str.contains(SYMBOL_PATTERN).all():
         return "bad_universe_file"
     market = meta.get("market")
-    if market is not None and not (isinstance(market, str) and re.match(MARKET_PATTERN, market)):
+    if market is not None and not is_market_name(market):
         return "bad_universe_file"  # a market names a staging directory: never '..' or 'a/b'
     generated = parse_instant(pl.lit(meta.get("generated_at"), dtype=pl.String))
     lf = df.lazy().with_columns(market_field=pl.lit(market, dtype=pl.String))

@@ -8,6 +8,7 @@ field's own validation.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 import polars as pl
@@ -89,3 +90,9 @@ DEFAULT_MARKET = "kr_stocks"
 # A market is a path segment of the staged layout (``market=<name>``) and of the run locks: letters,
 # digits, '_', '.', '-', starting with a letter or digit (so never '', '.' or '..', never a '/').
 MARKET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MARKET_RULE = "letters, digits, '_', '.' and '-', starting with a letter or digit, at most 64 characters"
+
+
+def is_market_name(value: object) -> bool:
+    """A market from a document or an option (rows are checked with MARKET_PATTERN as an expression)."""
+    return isinstance(value, str) and re.match(MARKET_PATTERN, value) is not None
