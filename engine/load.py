@@ -316,8 +316,6 @@ class Target:
         try:
             yield
         except adbc_driver_manager.Error as exc:
-            if _interrupted(exc):
-                raise KeyboardInterrupt from None
             raise _readable(exc, self.dialect) from None
 
     def _exec(self, sql: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
@@ -874,12 +872,6 @@ def _message(exc: BaseException) -> str:
         if line:
             return redact(line)
     return type(exc).__name__
-
-
-def _interrupted(exc: adbc_driver_manager.Error) -> bool:
-    """A statement cancelled from outside (``pg_cancel_backend``: 57014 'due to user request'), which
-    stops the run as Ctrl-C does rather than as a database failure."""
-    return exc.sqlstate == "57014" and "user request" in str(exc)
 
 
 def _readable(exc: adbc_driver_manager.Error, dialect: Dialect) -> adbc_driver_manager.Error:

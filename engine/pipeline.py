@@ -19,7 +19,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import adbc_driver_manager
 import polars as pl
@@ -516,8 +516,8 @@ class _Runner:
             pl.concat([d.inserts for d in deltas] + [d.updates for d in deltas]) if deltas else batch.clear(),
             table.source_type or p.kind.value, TIME_COL[p.kind], self.summary.run_id, self.ctx.etl_timestamp,
         )
+        reread = [r.file.rel for r in p.unit if r.restart]
         try:  # the commit records the counts with this unit in them (etl_runs.commits and counters)
-            reread = [r.file.rel for r in p.unit if r.restart]
             self._commit(deltas, p.rejects, wm, p.manifest_rows, universe=None, reread=reread)
         except BaseException:
             # A unit that did not commit is not counted: a failed run's etl_runs row says what its tables hold.
@@ -565,6 +565,7 @@ class _Runner:
         }
         if known.height and known["content_hash"][0] == content_hash:
             return  # touched but unchanged: nothing to load
+        reread = [f.rel]  # its earlier reject, if any (this scope's or another's), describes an older version
         self.summary.universe["files_read"] += 1
         try:
             doc: object = json.loads(data.decode("utf-8"))
@@ -582,7 +583,7 @@ class _Runner:
                 },
                 schema=ETL_REJECTS.polars_schema(),
             )
-            self._commit([], rej, None, [row], universe=None, reread=[f.rel])
+            self._commit([], rej, None, [row], universe=None, reread=reread)
             return
         if self.opts.market is not None:
             result = result.filter(pl.col("market") == self.opts.market)
@@ -597,7 +598,7 @@ class _Runner:
             ),
             "universe", "ts", self.summary.run_id, self.ctx.etl_timestamp,
         )
-        self._commit([], pl.DataFrame(schema=ETL_REJECTS.polars_schema()), wm, [row], universe=(day, result), reread=[f.rel])
+        self._commit([], pl.DataFrame(schema=ETL_REJECTS.polars_schema()), wm, [row], universe=(day, result), reread=reread)
         self.progress.advance(1, len(data), 0, result.height)
 
     # -- the commit protocol ------------------------------------------------------------------------
@@ -608,7 +609,7 @@ class _Runner:
         wm: pl.DataFrame | None,
         manifest_rows: list[dict[str, Any]],
         universe: tuple[date, pl.DataFrame] | None,
-        reread: list[str] | None = None,  # files read again from the start: a rewritten JSONL file, a changed document
+        reread: Sequence[str] = (),  # files read again from the start: a rewritten JSONL file, a changed document
     ) -> None:
         """Stage, load and record one unit (see staging.manifest for the order and recovery)."""
         self.seq += 1
@@ -645,7 +646,7 @@ class _Runner:
         staged = self._stager.submit(self._stage, commit, writes, manifest_rows)
         with _timed(self.summary, "load"):
             try:
-                self._load(deltas, rejects, wm, uni_markets, universe, use_append=True, reread=reread or [],
+                self._load(deltas, rejects, wm, uni_markets, universe, use_append=True, reread=reread,
                            staged=staged.result)
             except adbc_driver_manager.Error as exc:
                 if not is_key_conflict(exc):
@@ -653,7 +654,7 @@ class _Runner:
                 self.summary.warnings.append(
                     "the database already held rows the staging did not know (staging reset?): upserting instead"
                 )
-                self._load(deltas, rejects, wm, uni_markets, universe, use_append=False, reread=reread or [],
+                self._load(deltas, rejects, wm, uni_markets, universe, use_append=False, reread=reread,
                            staged=staged.result)
             finally:
                 staged.exception()  # never leave the thread writing after this commit has failed
@@ -679,7 +680,7 @@ class _Runner:
             manifest.finish_pending(self.staging, self.opts.scope, commit, self.manifest)
             _crash_point("pending_written", commit.seq)
 
-    def _load(self, deltas, rejects, wm, uni_markets, universe, use_append: bool, reread: list[str], staged) -> None:  # type: ignore[no-untyped-def]
+    def _load(self, deltas, rejects, wm, uni_markets, universe, use_append: bool, reread: Sequence[str], staged) -> None:  # type: ignore[no-untyped-def]
         """One database transaction; ``staged()`` waits for the staging step, just before COMMIT."""
         tables = defaultdict(Counter)
         with self.target.transaction():
