@@ -59,6 +59,9 @@ GOAL_RSS_GROWTH = 0.30
 
 
 # -- sizes ----------------------------------------------------------------------------------------------
+MIN_LINES = 1_000  # the smallest --lines the harness measures
+
+
 def parse_size(text: str) -> int:
     """``20k``, ``1M``, ``1.5M``, ``200000`` -> a line count."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*", text)
@@ -152,9 +155,6 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         pg_url=ns.pg_url, baselines=not ns.no_baselines, readme=ns.readme, keep_work=ns.keep_work, code=ns.code,
         command=shlex.join(shown),
     )
-
-
-MIN_LINES = 1_000
 
 
 # -- output ---------------------------------------------------------------------------------------------
