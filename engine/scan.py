@@ -218,18 +218,47 @@ class ByteRange:
         return pl.concat(out).str.slice(0, RAW_LINE_CAP)
 
 
-def read_new_bytes(file: ArchiveFile, start: int, first_line: int, is_newest: bool) -> ByteRange:
-    """Read from ``start`` to the end of the file as it is now, split at the last newline."""
+def read_new_bytes(
+    file: ArchiveFile, start: int, first_line: int, is_newest: bool, end: int | None = None
+) -> ByteRange:
+    """Read from ``start`` to ``end`` (a line boundary from ``line_boundaries``) or to the end of the file
+    as it is now, split at the last newline."""
     import numpy as np
 
     with file.path.open("rb") as fh:
         fh.seek(start)
-        blob = fh.read()
+        blob = fh.read() if end is None else fh.read(end - start)
     last_nl = blob.rfind(b"\n")
     # A file that ends with a newline (all but a growing one) is taken as read: slicing copies it.
     data, tail = (blob, b"") if last_nl == len(blob) - 1 else (blob[: last_nl + 1], blob[last_nl + 1 :])
     line_ends = byte_positions(np.frombuffer(data, dtype=np.uint8), 10)
-    return ByteRange(file, start, start + len(data), first_line, data, line_ends, tail, bool(tail) and not is_newest)
+    # Only the end of a file can hold a truncated line; a chunk cut short (the file shrank since it was
+    # planned) holds its partial line back for the next run, which sees the rewrite.
+    truncated = bool(tail) and not is_newest and end is None
+    return ByteRange(file, start, start + len(data), first_line, data, line_ends, tail, truncated)
+
+
+def line_boundaries(file: ArchiveFile, start: int, step: int) -> list[int]:
+    """Offsets after ``start`` at which to cut the file's new bytes into chunks of about ``step`` bytes,
+    each just after a newline: the first newline at or past every ``step`` bytes (a handful of small
+    reads, no scan of the file). The last chunk runs to the end of the file."""
+    cuts: list[int] = []
+    at = start
+    with file.path.open("rb") as fh:
+        while at + step < file.size:
+            fh.seek(at + step - 1)
+            pos = at + step - 1
+            while True:
+                block = fh.read(65536)
+                nl = block.find(b"\n")
+                if nl >= 0 or not block:
+                    break
+                pos += len(block)
+            if nl < 0 or pos + nl + 1 >= file.size:
+                break
+            at = pos + nl + 1
+            cuts.append(at)
+    return cuts
 
 
 @dataclass

@@ -234,6 +234,39 @@ def test_growing_file_holds_back_its_last_line(tmp_path: Path, target_url: str) 
     assert rows(target_url, "SELECT count(*) FROM etl_rejects") == [(0,)]
 
 
+def test_a_file_cut_short_between_its_chunks_is_read_up_to_the_cut_and_resumed_by_the_next_run(
+    tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big file is planned in chunks; if it shrinks before they are read (its writer rewrote it),
+    the run reads what is still there, holds back the partial line at the cut, skips the chunks past it,
+    and a later run goes on from there: no line is counted that was not read, none is lost."""
+    import engine.pipeline
+
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    lines = [tick(execution_time=f"1305{i:02d}", acc=i + 1) for i in range(40)]
+    path = write_lines(src / SCALP, lines)
+    monkeypatch.setattr(engine.pipeline, "CHUNK_BYTES", len(lines[0]) * 10)
+    keep = len("\n".join(lines[:15])) + 1 + 50  # fifteen lines and a piece of the sixteenth
+    planned = scan.line_boundaries
+
+    def then_cut(*args: object) -> list[int]:
+        cuts = planned(*args)  # type: ignore[arg-type]
+        with path.open("r+b") as fh:
+            fh.truncate(keep)
+        return cuts
+
+    monkeypatch.setattr(scan, "line_boundaries", then_cut)
+    s1 = run(src, target_url, stg).to_dict()  # chunk 1, chunk 2 up to the cut (its partial line held back), not 3 and 4
+    assert (s1["lines_read"], s1["loaded"], s1["held_back"]) == (15, 15, 1)
+    monkeypatch.setattr(scan, "line_boundaries", planned)
+    s2 = run(src, target_url, stg).to_dict()
+    assert (s2["lines_read"], s2["held_back"]) == (0, 1)
+    write_lines(src / SCALP, lines)
+    s3 = run(src, target_url, stg).to_dict()
+    assert (s3["lines_read"], s3["loaded"], s3["held_back"]) == (25, 25, 0)
+    assert rows(target_url, "SELECT count(*), min(acc_volume), max(acc_volume) FROM scalp_ticks") == [(40, 1, 40)]
+
+
 def _no_reads(*_a: object) -> None:
     raise AssertionError("an unchanged file was opened again")
 
