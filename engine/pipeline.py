@@ -548,7 +548,8 @@ class _Runner:
             # A unit that did not commit is not counted: a failed run's etl_runs row says what its tables hold.
             self.summary.kinds[p.kind.value], self.summary.reasons = kept
             raise
-        self.progress.advance(len(p.unit), p.nbytes, p.lines_in_unit, loaded)
+        done = sum(r.end is None for r in p.unit)  # files read to their end (a chunk before the last is not one)
+        self.progress.advance(done, p.nbytes, p.lines_in_unit, loaded)
 
     def _manifest_row(self, f: scan.ArchiveFile, rng: scan.ByteRange, consumed: int, lines: int) -> dict[str, Any]:
         fp_len = min(consumed, scan.FINGERPRINT_BYTES)

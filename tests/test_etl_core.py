@@ -267,6 +267,37 @@ def test_a_file_cut_short_between_its_chunks_is_read_up_to_the_cut_and_resumed_b
     assert rows(target_url, "SELECT count(*), min(acc_volume), max(acc_volume) FROM scalp_ticks") == [(40, 1, 40)]
 
 
+def test_progress_counts_a_file_read_in_chunks_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The progress display gets every planned byte and each file once, however many chunks it took."""
+    import engine.pipeline
+    from engine.config import RunOptions
+    from engine.pipeline import run_etl
+
+    src = tmp_path / "a"
+    lines = [tick(execution_time=f"1305{i:02d}", acc=i + 1) for i in range(40)]
+    write_lines(src / SCALP, lines)
+    write_lines(src / "assets/scalp/20260130_14.jsonl", [tick(acc=99, execution_time="140000", ts="2026-01-30T14:00:00.2+09:00")])
+    for knob in ("CHUNK_BYTES", "UNIT_BYTES"):
+        monkeypatch.setattr(engine.pipeline, knob, len(lines[0]) * 7)
+    seen = {"planned": (0, 0), "files": 0, "bytes": 0, "lines": 0}
+
+    class Record:
+        def plan(self, files: int, total_bytes: int) -> None:
+            seen["planned"] = (files, total_bytes)
+
+        def advance(self, files: int, nbytes: int, lines: int, rows: int) -> None:
+            seen["files"] += files
+            seen["bytes"] += nbytes
+            seen["lines"] += lines
+
+        def note(self, text: str) -> None: ...
+
+    s = run_etl(RunOptions(source=src, target=f"sqlite:///{tmp_path / 't.db'}", staging=tmp_path / "stg"), Record())
+    size = sum(f.stat().st_size for f in (src / "assets/scalp").iterdir())
+    assert s.commits > 2  # the first file took several chunks (one unit each at this size)
+    assert seen == {"planned": (2, size), "files": 2, "bytes": size, "lines": 41}
+
+
 def _no_reads(*_a: object) -> None:
     raise AssertionError("an unchanged file was opened again")
 
