@@ -72,6 +72,17 @@ def test_pattern_match_through_the_word_view_equals_bytewise(data) -> None:  # t
 
 
 @settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_eight_bytes_before_an_offset_equal_a_slice(data) -> None:  # type: ignore[no-untyped-def]
+    """The gathered window equals the slice before each offset, zero-padded before the buffer's start
+    (short buffers and offsets in the first 8 bytes included)."""
+    buf = data.draw(st.binary(max_size=40))
+    at = np.array(sorted(data.draw(st.sets(st.integers(0, len(buf))))), dtype=np.int64)
+    want = [int.from_bytes(buf[max(0, i - 8) : i].rjust(8, b"\0"), "little") for i in at.tolist()]
+    assert scan._eight_before(np.frombuffer(buf, dtype=np.uint8), at).tolist() == want
+
+
+@settings(max_examples=300, deadline=None)
 @given(buf=st.binary(max_size=64), value=st.integers(0, 255), block=st.integers(1, 9))
 def test_byte_positions_equal_a_compare_over_the_whole_buffer(buf: bytes, value: int, block: int) -> None:
     """Scanned block by block (blocks of 1-9 bytes here, so that hits fall on every boundary)."""
