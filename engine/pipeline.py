@@ -365,6 +365,7 @@ class _Runner:
         self.staging = opts.staging
         self.seq = 0
         self.manifest = manifest.load(self.staging, opts.scope)
+        self._resume: dict[str, tuple[int, int]] = {}  # the prepare worker's: file -> (byte, next line) after its last chunk
         self._stager: ThreadPoolExecutor  # writes a commit's staged files while the database loads (run())
 
     # -- planning ---------------------------------------------------------------------------------
@@ -417,7 +418,6 @@ class _Runner:
         for r in reads:
             units[(r.file.file_date, r.file.kind.value)].extend(r.chunks(CHUNK_BYTES))
         ordered = [part for k in sorted(units) for part in _cap(units[k], UNIT_BYTES)]
-        self._resume: dict[str, tuple[int, int]] = {}  # the prepare worker's: file -> (byte, line) after its last chunk
         # Reading, decoding and normalizing the units ahead needs no shared state: it runs on the second
         # core while this unit is deduplicated, staged and loaded (Polars and ADBC release the GIL). The
         # worker keeps up to LOOKAHEAD_BYTES of new bytes prepared ahead, not a fixed number of units: a
@@ -458,7 +458,7 @@ class _Runner:
         timings: Counter = Counter()
         row_parts: list[pl.DataFrame] = []
         reject_parts: list[pl.DataFrame] = []
-        manifest_rows: list[dict[str, Any]] = []
+        manifest_rows: dict[str, dict[str, Any]] = {}  # by path: a file's later chunk in the unit replaces its row
         held_back = lines_in_unit = nbytes = 0
         for r in unit:
             first_line = r.first_line
@@ -486,7 +486,7 @@ class _Runner:
             self._resume[r.file.rel] = (rng.end, lines + 1)
             lines_in_unit += lines - (first_line - 1)
             nbytes += len(rng.data)
-            manifest_rows.append(self._manifest_row(r.file, rng, consumed, lines))
+            manifest_rows[r.file.rel] = self._manifest_row(r.file, rng, consumed, lines)
             file_rejects = pl.concat(rejects).select("source_file", "source_line", "reason")
             if dec.rows.height:
                 t = time.perf_counter()
@@ -508,7 +508,7 @@ class _Runner:
             rows, dups = dedup.winners_in_batch(rows, TABLE_OF[kind])
             timings["dedup"] += time.perf_counter() - t
         return _Prepared(
-            unit, kind, manifest_rows, nbytes, rows, dups, other, reject_rows, held_back, lines_in_unit, timings
+            unit, kind, list(manifest_rows.values()), nbytes, rows, dups, other, reject_rows, held_back, lines_in_unit, timings
         )
 
     def _finish(self, p: _Prepared) -> None:
@@ -699,7 +699,7 @@ class _Runner:
             _crash_point("parts_written", commit.seq)
             new_rows = pl.DataFrame(
                 [{**row, "commit_seq": commit.seq} for row in manifest_rows], schema=manifest.MANIFEST_SCHEMA
-            ).unique("path", keep="last", maintain_order=True)  # a file's later chunk in the same unit
+            )
             self.manifest = pl.concat(
                 [self.manifest.join(new_rows.select("path"), on="path", how="anti"), new_rows]
             ).sort("path")
