@@ -495,6 +495,16 @@ def exec_module(argv: list[str]) -> None:
     import runpy
 
     atexit.register(_write_peak_rss)
+    # The CLI leaves through os._exit (no interpreter teardown), which skips atexit: without this, every
+    # `observer etl` run the harness measured fell back to ru_maxrss, the harness's own size at fork
+    # included (a run with nothing new on the 1M archive read 252 MB: the harness, not the run).
+    real_exit = os._exit
+
+    def exit_with_peak(code: int) -> None:
+        _write_peak_rss()
+        real_exit(code)
+
+    os._exit = exit_with_peak  # type: ignore[assignment]
     module, rest = argv[0], argv[1:]
     sys.argv = [module, *rest]
     runpy.run_module(module, run_name="__main__", alter_sys=True)

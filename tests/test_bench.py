@@ -114,6 +114,8 @@ def _check_run(stat: dict, lines_min: int = 1) -> None:
     assert stat["seconds"]["median"] > 0
     assert stat["lines_per_s"]["median"] > 0
     assert stat["peak_rss_mb"]["median"] > 10
+    # The measured process's own peak: ru_maxrss would count the harness's size at fork too.
+    assert {r["rss_source"] for r in stat["runs"]} == {"VmHWM"}, stat["command"]
     assert stat["command"]
 
 
