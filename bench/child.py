@@ -417,8 +417,10 @@ def units(args: dict[str, Any]) -> dict[str, Any]:
     """observer-etl's ``run_etl`` with its memory knobs set: how the unit size bounds the peak, and at what cost.
 
     args: archive, work (a fresh directory: SQLite file and staging), and optionally unit_mb,
-    lookahead_mb (new bytes per commit unit / prepared ahead; default 128 each), sqlite_cache_mib,
-    keep_freed (false: glibc returns freed memory, unlike the CLI; main() reads it), and
+    lookahead_mb (new bytes per commit unit / prepared ahead; default 128 each), chunk_mb (most bytes
+    of a file read at once; default 32), sqlite_cache_mib, keep_freed (false: glibc returns freed
+    memory, unlike the CLI; main() reads it), jemalloc_decay_ms (how long Polars' allocator keeps
+    freed pages, 10,000 for the CLI; 0 returns them at once: the live memory; main() reads it), and
     hold_last: that many of the last day's scalp files are held back, then added one at a time, each
     with a run of its own (an hour appended to a staged day). Peak RSS is the process's, as always.
     """
@@ -432,6 +434,8 @@ def units(args: dict[str, Any]) -> dict[str, Any]:
         pipeline.UNIT_BYTES = int(args["unit_mb"] * 2**20)
     if "lookahead_mb" in args:
         pipeline.LOOKAHEAD_BYTES = int(args["lookahead_mb"] * 2**20)
+    if "chunk_mb" in args:
+        pipeline.CHUNK_BYTES = int(args["chunk_mb"] * 2**20)
     if "sqlite_cache_mib" in args:
         engine.load.SQLITE_CACHE_KIB = int(args["sqlite_cache_mib"] * 1024)
     work = Path(args["work"])
@@ -535,6 +539,9 @@ def main(argv: list[str] | None = None) -> None:
     from engine.process import tune_for_batch_runs
 
     tune_for_batch_runs(glibc=args.get("keep_freed", True))
+    if "jemalloc_decay_ms" in args:  # after the CLI's options: a later option wins (Polars is not imported yet)
+        ms = int(args["jemalloc_decay_ms"])
+        os.environ["_RJEM_MALLOC_CONF"] += f",dirty_decay_ms:{ms},muzzy_decay_ms:{ms}"
     result = TASKS[ns.task](args)
     sys.stdout.write(json.dumps(result) + "\n")
 
