@@ -536,12 +536,9 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"{key} {args[key]!r} is not a directory")
     # Every measured process gets the allocator settings the CLI gives a run (exec-module: the CLI sets
     # them itself), floors and baselines included, so that a ratio compares work, not allocators.
-    from engine.process import tune_for_batch_runs
+    from engine.process import DECAY_MS, tune_for_batch_runs
 
-    tune_for_batch_runs(glibc=args.get("keep_freed", True))
-    if "jemalloc_decay_ms" in args:  # after the CLI's options: a later option wins (Polars is not imported yet)
-        ms = int(args["jemalloc_decay_ms"])
-        os.environ["_RJEM_MALLOC_CONF"] += f",dirty_decay_ms:{ms},muzzy_decay_ms:{ms}"
+    tune_for_batch_runs(glibc=args.get("keep_freed", True), decay_ms=int(args.get("jemalloc_decay_ms", DECAY_MS)))
     result = TASKS[ns.task](args)
     sys.stdout.write(json.dumps(result) + "\n")
 

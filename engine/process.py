@@ -23,16 +23,17 @@ import sys
 # 53.7 / 52.5 s with eight (2 CPUs), peak 627-655 MB against 700-709 MB; 1M 578-588 against 622-638 MB;
 # 100k 242-244 against 256-259 MB (one arena: 610-639 MB at 10M, no slower on 2 cores, but one lock
 # for every thread).
-_DECAY = "dirty_decay_ms:10000,muzzy_decay_ms:10000"
+DECAY_MS = 10_000
 
 
-def polars_jemalloc_conf() -> str:
-    """The options ``observer etl`` gives Polars' jemalloc (see above)."""
+def polars_jemalloc_conf(decay_ms: int = DECAY_MS) -> str:
+    """The options ``observer etl`` gives Polars' jemalloc (see above); the benchmark's memory probe
+    sets other decay times through the same string."""
     try:
         cpus = len(os.sched_getaffinity(0))  # a container's share, not the host's cores
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    return f"{_DECAY},narenas:{max(1, cpus)}"
+    return f"dirty_decay_ms:{decay_ms},muzzy_decay_ms:{decay_ms},narenas:{max(1, cpus)}"
 
 
 # What Polars (2.1) writes into the variable at import, its own defaults first: a process started by one
@@ -40,14 +41,14 @@ def polars_jemalloc_conf() -> str:
 _POLARS_OWN = "dirty_decay_ms:500,muzzy_decay_ms:1000"
 
 
-def tune_for_batch_runs(glibc: bool = True) -> None:
+def tune_for_batch_runs(glibc: bool = True, decay_ms: int = DECAY_MS) -> None:
     """The settings below (``glibc=False``: Polars' only); call before the first ``import polars``."""
-    keep_freed_pages_in_polars()
+    keep_freed_pages_in_polars(decay_ms)
     if glibc:
         keep_freed_memory_for_reuse()
 
 
-def keep_freed_pages_in_polars() -> bool:
+def keep_freed_pages_in_polars(decay_ms: int = DECAY_MS) -> bool:
     """Let Polars' allocator keep freed pages for 10 s before it gives them back, in one arena per CPU.
 
     Polars configures its jemalloc from ``_RJEM_MALLOC_CONF`` when it is imported, its own decay times
@@ -60,7 +61,7 @@ def keep_freed_pages_in_polars() -> bool:
     user = os.environ.get("_RJEM_MALLOC_CONF", "")
     while user.startswith(_POLARS_OWN):
         user = user[len(_POLARS_OWN) :].lstrip(",")
-    os.environ["_RJEM_MALLOC_CONF"] = polars_jemalloc_conf() + (f",{user}" if user else "")
+    os.environ["_RJEM_MALLOC_CONF"] = polars_jemalloc_conf(decay_ms) + (f",{user}" if user else "")
     return True
 
 
