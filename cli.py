@@ -1,4 +1,4 @@
-"""The ``observer`` command: parses options, renders progress and the summary; the work is in engine/."""
+"""The ``observer`` command: parses options, renders progress and the summary; the work is in engine/ (bench/ for ``observer bench``)."""
 
 from __future__ import annotations
 
@@ -159,6 +159,16 @@ def etl(
     else:
         _render(summary)
     _exit_now(0)
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False
+)
+def bench(ctx: typer.Context) -> None:
+    """Benchmark observer-etl against its floors and baselines (python -m bench; --help lists its options)."""
+    from bench.harness import main as bench_main  # the harness parses its own options, --help included
+
+    raise typer.Exit(bench_main(list(ctx.args), prog="observer bench"))
 
 
 _TERMINATED: list[bool] = []

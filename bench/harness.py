@@ -103,9 +103,11 @@ class BenchConfig:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
 
 
-def parse_args(argv: list[str] | None = None) -> BenchConfig:
+def parse_args(argv: list[str] | None = None, prog: str = "python -m bench") -> BenchConfig:
+    """The harness's options; ``prog`` is how it was started (``observer bench`` runs the same harness),
+    for its usage and errors and for the command the results record."""
     ap = argparse.ArgumentParser(
-        prog="python -m bench",
+        prog=prog,
         description="Benchmark observer-etl end to end against its floors and baselines on generated archives.",
     )
     ap.add_argument("--lines", action="append", type=parse_size, required=True,
@@ -148,7 +150,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         problem = unwritable(d)
         if problem:
             ap.error(f"{flag} {d} is not a writable directory ({problem})")
-    shown = ["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])]
+    shown = [*shlex.split(prog), *(argv if argv is not None else sys.argv[1:])]
     return BenchConfig(
         sizes=ns.lines, repeat=ns.repeat, targets=targets, out=ns.out, cache=ns.cache, seed=ns.seed,
         baseline_lines=ns.baseline_lines, baseline_repeat=ns.baseline_repeat, incr_lines=ns.incr_lines,
@@ -992,10 +994,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     return Bench(cfg).run()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
     """0 when every measurement ran (a skipped target or baseline is a note, not a failure); 1 when a
     measured run failed, so a script driving the benchmark notices."""
-    cfg = parse_args(argv)
+    cfg = parse_args(argv, prog)
     results = run_bench(cfg)
     failed = [n for n in results["notes"] if "a measured run failed" in n]
     for note in failed:

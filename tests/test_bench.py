@@ -108,6 +108,28 @@ def test_a_failed_measured_run_fails_the_command(monkeypatch: pytest.MonkeyPatch
     assert bench.harness.main(argv) == 1
 
 
+def test_observer_bench_is_the_same_harness(tmp_path: Path) -> None:
+    """``observer bench`` passes its options to the harness: its usage errors, and a run that records
+    the command as it was typed."""
+    from tests.support import cli
+
+    r = cli("bench", "--lines", "0")
+    assert r.returncode == 2 and "observer bench: error: --lines 0: measure at least 1k lines" in r.stderr
+    r = cli("bench", "--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage: observer bench") and "--lines" in r.stdout
+    out = tmp_path / "out"
+    argv = ["--lines", "20k", "--repeat", "1", "--targets", "sqlite", "--no-baselines", "--incr-lines", "2k",
+            "--out", str(out), "--cache", str(tmp_path / "cache")]
+    r = cli("bench", *argv)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["command"] == "observer bench " + " ".join(argv)
+    e2e = res["sizes"][0]["targets"]["sqlite"]["e2e"]
+    _check_run(e2e)
+    run = e2e["runs"][0]
+    assert run["lines_read"] == run["loaded"] + run["duplicates"] + run["rejected"] > 0
+
+
 def _check_run(stat: dict, lines_min: int = 1) -> None:
     assert stat["n"] >= 1 and stat["runs"]
     assert stat["lines"] >= lines_min
