@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -127,6 +128,10 @@ def ingest_floor(args: dict[str, Any]) -> dict[str, Any]:
     Only BEGIN, the ingest calls and COMMIT are timed. Partitions are read (off the clock) up to
     FLOOR_BATCH_BYTES ahead and then ingested back to back, so that the timed ingest is not interleaved
     with Parquet reads at every partition, yet a 50M-line archive never has to fit in memory.
+
+    A probe, not the floor: ``key`` (a list of column names) creates the tables first as the engine
+    does (``Table.create_ddl``: the primary key, SQLite's ``WITHOUT ROWID``), with that key order for
+    scalp_ticks, to measure what a key order costs the same ingest.
     """
     target = args["target"]
     dialect = "sqlite" if target.startswith("sqlite:") else "postgresql"
@@ -148,6 +153,13 @@ def ingest_floor(args: dict[str, Any]) -> dict[str, Any]:
         cur = conn.cursor()
         begin = "BEGIN"
     created: list[str] = []
+    if "key" in args:
+        from schemas.tables import SCALP_TICKS, SWING_SNAPSHOTS
+
+        for table in (SCALP_TICKS, SWING_SNAPSHOTS):
+            keyed = dataclasses.replace(table, key=tuple(args["key"])) if table is SCALP_TICKS else table
+            cur.execute(keyed.create_ddl(dialect).replace(f"TABLE IF NOT EXISTS {table.name}", f"TABLE floor_{table.name}"))
+            created.append(table.name)
     rows = calls = 0
     t0 = time.perf_counter()
     cur.execute(begin)

@@ -243,3 +243,14 @@ def test_ingest_floor_loads_every_staged_row_in_any_batch_size(tmp_path: Path, m
         with dbapi.connect(f"{tmp_path}/floor-{batch_bytes}.db") as conn, conn.cursor() as cur:
             cur.execute("SELECT (SELECT count(*) FROM floor_scalp_ticks) + (SELECT count(*) FROM floor_swing_snapshots)")
             assert cur.fetchone()[0] == staged
+    # The key-order probe: the same rows into tables keyed as the engine keys them, ticks date first.
+    key = ["trade_date", "symbol", "event_time", "acc_volume"]
+    res = bench.child.ingest_floor({"staging": str(tmp_path / "stg"), "target": f"sqlite:///{tmp_path}/keyed.db", "key": key})
+    assert res["rows"] == staged
+    with dbapi.connect(f"{tmp_path}/keyed.db") as conn, conn.cursor() as cur:
+        cur.execute("SELECT name FROM pragma_table_info('floor_scalp_ticks') WHERE pk > 0 ORDER BY pk")
+        assert [r[0] for r in cur.fetchall()] == key
+        cur.execute("SELECT sql FROM sqlite_master WHERE name = 'floor_scalp_ticks'")
+        assert cur.fetchone()[0].endswith("WITHOUT ROWID")
+        cur.execute("SELECT (SELECT count(*) FROM floor_scalp_ticks) + (SELECT count(*) FROM floor_swing_snapshots)")
+        assert cur.fetchone()[0] == staged
