@@ -234,23 +234,19 @@ def test_ingest_floor_loads_every_staged_row_in_any_batch_size(tmp_path: Path, m
     archive, _ = ensure_archive(20_000, 7, tmp_path / "cache")
     summary = run(archive, f"sqlite:///{tmp_path}/e2e.db", tmp_path / "stg")
     staged = summary.tables["scalp_ticks"]["inserted"] + summary.tables["swing_snapshots"]["inserted"]
-    for batch_bytes in (1, 1 << 30):
+    # A batch of one partition, of all of them; and the key-order probe: the same rows into tables keyed
+    # as the engine keys them, ticks date first.
+    key = ["trade_date", "symbol", "event_time", "acc_volume"]
+    for db, batch_bytes, probe in (("floor-1", 1, {}), ("floor-all", 1 << 30, {}), ("keyed", 1 << 30, {"key": key})):
         monkeypatch.setattr(bench.child, "FLOOR_BATCH_BYTES", batch_bytes)
-        target = f"sqlite:///{tmp_path}/floor-{batch_bytes}.db"
-        res = bench.child.ingest_floor({"staging": str(tmp_path / "stg"), "target": target})
+        res = bench.child.ingest_floor({"staging": str(tmp_path / "stg"), "target": f"sqlite:///{tmp_path}/{db}.db", **probe})
         assert res["rows"] == staged and res["partitions"] > 2
         assert res["tables"] == ["scalp_ticks", "swing_snapshots"]
-        with dbapi.connect(f"{tmp_path}/floor-{batch_bytes}.db") as conn, conn.cursor() as cur:
+        with dbapi.connect(f"{tmp_path}/{db}.db") as conn, conn.cursor() as cur:
             cur.execute("SELECT (SELECT count(*) FROM floor_scalp_ticks) + (SELECT count(*) FROM floor_swing_snapshots)")
             assert cur.fetchone()[0] == staged
-    # The key-order probe: the same rows into tables keyed as the engine keys them, ticks date first.
-    key = ["trade_date", "symbol", "event_time", "acc_volume"]
-    res = bench.child.ingest_floor({"staging": str(tmp_path / "stg"), "target": f"sqlite:///{tmp_path}/keyed.db", "key": key})
-    assert res["rows"] == staged
-    with dbapi.connect(f"{tmp_path}/keyed.db") as conn, conn.cursor() as cur:
-        cur.execute("SELECT name FROM pragma_table_info('floor_scalp_ticks') WHERE pk > 0 ORDER BY pk")
-        assert [r[0] for r in cur.fetchall()] == key
-        cur.execute("SELECT sql FROM sqlite_master WHERE name = 'floor_scalp_ticks'")
-        assert cur.fetchone()[0].endswith("WITHOUT ROWID")
-        cur.execute("SELECT (SELECT count(*) FROM floor_scalp_ticks) + (SELECT count(*) FROM floor_swing_snapshots)")
-        assert cur.fetchone()[0] == staged
+            if probe:
+                cur.execute("SELECT name FROM pragma_table_info('floor_scalp_ticks') WHERE pk > 0 ORDER BY pk")
+                assert [r[0] for r in cur.fetchall()] == key
+                cur.execute("SELECT sql FROM sqlite_master WHERE name = 'floor_scalp_ticks'")
+                assert cur.fetchone()[0].endswith("WITHOUT ROWID")
