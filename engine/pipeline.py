@@ -1,4 +1,5 @@
-"""The run: extract (scan) -> normalize -> dedup -> stage -> load, one commit per (kind, file date).
+"""The run: extract (scan) -> normalize -> dedup -> stage -> load, one commit per (kind, file date),
+and one for a run's changed universe documents.
 
 Every JSONL line read ends as exactly one of loaded, duplicate or rejected (``lines_read`` is their
 sum); an incomplete last line of a growing file is held back and read again next time. Each commit is
@@ -160,6 +161,17 @@ class _Prepared:
     held_back: int
     lines_in_unit: int
     timings: Counter
+
+
+@dataclass
+class _Doc:
+    """One changed universe document, read and normalized, for the run's next universe commit."""
+
+    file: scan.ArchiveFile
+    manifest_row: dict[str, Any]
+    nbytes: int
+    load: tuple[date, pl.DataFrame] | None  # the day whose membership it replaces, and its rows in this run's scope
+    reject: pl.DataFrame | None  # its etl_rejects row, if the document was rejected
 
 
 @contextmanager
@@ -443,8 +455,19 @@ class _Runner:
                 taken += 1
                 fill(taken)  # the worker prepares what follows while this unit is finished
                 self._finish(future.result())
-            for doc in sorted(docs, key=lambda f: (f.file_date, f.rel)):
-                self._commit_universe(doc)
+            # Universe documents are small: many go in one commit (each commit waits on its fsyncs; the 10M
+            # bench archive's 72 documents were 72 of its 196 commits), up to UNIT_BYTES of them.
+            batch: list[_Doc] = []
+            for f in sorted(docs, key=lambda f: (f.file_date, f.rel)):
+                doc = self._read_universe(f)
+                if doc is None:
+                    continue
+                if batch and sum(d.nbytes for d in batch) + doc.nbytes > UNIT_BYTES:
+                    self._commit_universe(batch)
+                    batch = []
+                batch.append(doc)
+            if batch:
+                self._commit_universe(batch)
 
     # -- JSONL units ------------------------------------------------------------------------------
     def _prepare(self, unit: list[_Read], newest: set[str]) -> _Prepared:
@@ -543,7 +566,7 @@ class _Runner:
         )
         reread = [r.file.rel for r in p.unit if r.restart]
         try:  # the commit records the counts with this unit in them (etl_runs.commits and counters)
-            self._commit(deltas, p.rejects, wm, p.manifest_rows, universe=None, reread=reread)
+            self._commit(deltas, p.rejects, wm, p.manifest_rows, reread=reread)
         except BaseException:
             # A unit that did not commit is not counted: a failed run's etl_runs row says what its tables hold.
             self.summary.kinds[p.kind.value], self.summary.reasons = kept
@@ -581,26 +604,23 @@ class _Runner:
         )
 
     # -- universe documents -------------------------------------------------------------------------
-    def _commit_universe(self, f: scan.ArchiveFile) -> None:
+    def _read_universe(self, f: scan.ArchiveFile) -> _Doc | None:
+        """One changed universe document, normalized or rejected; None if its content is as last loaded."""
         data, content_hash = scan.read_document(f)
         known = self.manifest.filter(pl.col("path") == f.rel)
+        if known.height and known["content_hash"][0] == content_hash:
+            return None  # touched but unchanged: nothing to load
         row = {
             "path": f.rel, "kind": f.kind.value, "size": len(data), "mtime_ns": f.mtime_ns,
             "consumed_bytes": len(data), "lines_consumed": 0, "fp_len": 0, "fp_hash": None,
             "content_hash": content_hash, "run_id": self.summary.run_id,
         }
-        if known.height and known["content_hash"][0] == content_hash:
-            return  # touched but unchanged: nothing to load
-        reread = [f.rel]  # its earlier reject, if any (this scope's or another's), describes an older version
-        self.summary.universe["files_read"] += 1
         try:
             doc: object = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             doc = None
         result = normalize.normalize_universe(doc, f.rel, f.file_date, self.ctx)
         if isinstance(result, str):
-            self.summary.universe["files_rejected"] += 1
-            self.summary.reasons[result] += 1
             rej = pl.DataFrame(
                 {
                     "source_file": [f.rel], "line_number": [0], "source_type": ["universe"], "reason": [result],
@@ -609,23 +629,45 @@ class _Runner:
                 },
                 schema=ETL_REJECTS.polars_schema(),
             )
-            self._commit([], rej, None, [row], universe=None, reread=reread)
-            return
+            return _Doc(f, row, len(data), None, rej)
         if self.opts.market is not None:
             result = result.filter(pl.col("market") == self.opts.market)
-        self.summary.universe["symbols_loaded"] += result.height
         day = result["date"][0] if result.height else f.file_date
-        wm = watermark_rows(
-            # Simplified universe files have no generated_at: their date (00:00 KST) stands in, never the clock.
-            result.with_columns(
-                ts=pl.col("generated_at").fill_null(
-                    normalize.utc_from_kst_wall(pl.col("date").cast(pl.Datetime("us")))
-                )
-            ),
-            "universe", "ts", self.summary.run_id, self.ctx.etl_timestamp,
+        return _Doc(f, row, len(data), (day, result), None)
+
+    def _commit_universe(self, batch: list[_Doc]) -> None:
+        """Load documents in one commit: each replaces its day's membership, in the order given (a later
+        document of the same day replaces an earlier one, as it would in a commit of its own)."""
+        loaded = [d.load for d in batch if d.load is not None]
+        days = dict(loaded)  # the last document of each day
+        wm = None
+        if loaded:
+            wm = watermark_rows(
+                # Simplified universe files have no generated_at: their date (00:00 KST) stands in, never the clock.
+                pl.concat([rows for _, rows in loaded]).with_columns(
+                    ts=pl.col("generated_at").fill_null(
+                        normalize.utc_from_kst_wall(pl.col("date").cast(pl.Datetime("us")))
+                    )
+                ),
+                "universe", "ts", self.summary.run_id, self.ctx.etl_timestamp,
+            )
+        rejects = [d.reject for d in batch if d.reject is not None]
+        self._commit(
+            [],
+            pl.concat(rejects) if rejects else pl.DataFrame(schema=ETL_REJECTS.polars_schema()),
+            wm,
+            [d.manifest_row for d in batch],
+            universe=sorted(days.items()),
+            # Each document's earlier reject, if any (this scope's or another's), describes an older version.
+            reread=[d.file.rel for d in batch],
         )
-        self._commit([], pl.DataFrame(schema=ETL_REJECTS.polars_schema()), wm, [row], universe=(day, result), reread=reread)
-        self.progress.advance(1, len(data), 0, result.height)
+        self.summary.universe["files_read"] += len(batch)
+        self.summary.universe["files_rejected"] += len(rejects)
+        symbols = sum(rows.height for _, rows in loaded)
+        self.summary.universe["symbols_loaded"] += symbols
+        for r in rejects:
+            self.summary.reasons[r["reason"][0]] += 1
+        self.progress.advance(len(batch), sum(d.nbytes for d in batch), 0, symbols)
 
     # -- the commit protocol ------------------------------------------------------------------------
     def _commit(
@@ -634,7 +676,7 @@ class _Runner:
         rejects: pl.DataFrame,
         wm: pl.DataFrame | None,
         manifest_rows: list[dict[str, Any]],
-        universe: tuple[date, pl.DataFrame] | None,
+        universe: Sequence[tuple[date, pl.DataFrame]] = (),  # market_universe rows replacing each day's
         reread: Sequence[str] = (),  # files read again from the start: a rewritten JSONL file, a changed document
     ) -> None:
         """Stage, load and record one unit (see staging.manifest for the order and recovery)."""
@@ -646,9 +688,8 @@ class _Runner:
             if content.height or d.rewrite is not None:
                 writes.append((d.table, d.market, d.day, content))
             commit.obsolete += [p.relative_to(self.staging).as_posix() for p in d.obsolete]
-        uni_markets: list[tuple[str, pl.DataFrame]] = []
-        if universe is not None:
-            day, rows = universe
+        uni_markets: list[tuple[str, date, pl.DataFrame]] = []
+        for day, rows in universe:
             markets = set(rows["market"].to_list()) | self._staged_universe_markets(day)
             for m in sorted(markets):
                 part = rows.filter(pl.col("market") == m)
@@ -656,7 +697,7 @@ class _Runner:
                 commit.obsolete += [p.relative_to(self.staging).as_posix() for p in sorted(pdir.glob("part-*.parquet"))]
                 if part.height:
                     writes.append((MARKET_UNIVERSE, m, day, part))
-                uni_markets.append((m, part))
+                uni_markets.append((m, day, part))
         commit.written = [
             (partition_dir(self.staging, t, m, d) / f"part-{commit.run_id}-{commit.seq:06d}.parquet")
             .relative_to(self.staging)
@@ -672,7 +713,7 @@ class _Runner:
         staged = self._stager.submit(self._stage, commit, writes, manifest_rows)
         with _timed(self.summary, "load"):
             try:
-                self._load(deltas, rejects, wm, uni_markets, universe, use_append=True, reread=reread,
+                self._load(deltas, rejects, wm, uni_markets, use_append=True, reread=reread,
                            staged=staged.result)
             except adbc_driver_manager.Error as exc:
                 if not is_key_conflict(exc):
@@ -680,7 +721,7 @@ class _Runner:
                 self.summary.warnings.append(
                     "the database already held rows the staging did not know (staging reset?): upserting instead"
                 )
-                self._load(deltas, rejects, wm, uni_markets, universe, use_append=False, reread=reread,
+                self._load(deltas, rejects, wm, uni_markets, use_append=False, reread=reread,
                            staged=staged.result)
             finally:
                 staged.exception()  # never leave the thread writing after this commit has failed
@@ -706,7 +747,7 @@ class _Runner:
             manifest.finish_pending(self.staging, self.opts.scope, commit, self.manifest)
             _crash_point("pending_written", commit.seq)
 
-    def _load(self, deltas, rejects, wm, uni_markets, universe, use_append: bool, reread: Sequence[str], staged) -> None:  # type: ignore[no-untyped-def]
+    def _load(self, deltas, rejects, wm, uni_markets, use_append: bool, reread: Sequence[str], staged) -> None:  # type: ignore[no-untyped-def]
         """One database transaction; ``staged()`` waits for the staging step, just before COMMIT."""
         tables = defaultdict(Counter)
         with self.target.transaction():
@@ -722,12 +763,10 @@ class _Runner:
                 ins, upd = self.target.upsert(d.table, d.updates)
                 c["inserted"] += ins
                 c["updated"] += upd
-            if universe is not None:
-                day, _ = universe
-                for m, part in uni_markets:
-                    before, after = self.target.replace_partition(MARKET_UNIVERSE, m, day, part)
-                    tables[MARKET_UNIVERSE.name]["inserted"] += after
-                    tables[MARKET_UNIVERSE.name]["deleted"] += before
+            for m, day, part in uni_markets:
+                before, after = self.target.replace_partition(MARKET_UNIVERSE, m, day, part)
+                tables[MARKET_UNIVERSE.name]["inserted"] += after
+                tables[MARKET_UNIVERSE.name]["deleted"] += before
             for rel in reread:  # its earlier rejects describe content that is no longer there
                 self.target.forget_rejects(rel)
             # Rejects carry no market: the run of every other market records the same lines too.

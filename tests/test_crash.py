@@ -102,6 +102,27 @@ def test_kill_during_a_commit_that_rewrites_one_staged_part(
     assert len(list(part_dir.glob("part-*.parquet"))) == 3  # the first hour's part replaced, not added to
 
 
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_kill_during_the_commit_of_universe_documents(
+    point: str, generated, target_url: str, second_target: str, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """A run's universe documents, a rejected one among them, go in one commit: killed at each point of it
+    and run again, the tables and the staging are those of one clean run."""
+    import shutil
+
+    src, _ = generated
+    root = tmp_path / "archive"
+    shutil.copytree(src / "universe", root / "universe")
+    (root / "universe/20260201_kr_stocks.json").write_text('{"metadata": {"date": "2026-02-01"}, "symbols": [')
+    want = clean_state(root, target_url, tmp_path / "ref-stg")
+    assert want[0]["market_universe"] and want[0]["etl_rejects"]
+    staging = tmp_path / "stg"
+    r = cli("etl", "--source", str(root), "--target", second_target, "--staging", str(staging), "--json",
+            env={"OBSERVER_ETL_CRASH_AT": f"{point}@1"})
+    assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr)
+    assert_agree(root, second_target, staging, want)
+
+
 def test_kill_between_the_chunks_of_a_file(generated, target_url: str, second_target: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Files read in chunks of a few kB, one commit each, killed after chunks of one file have committed
     and before the rest have; run again with whole files: it resumes at the chunk's line, as one clean run."""

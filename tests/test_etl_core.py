@@ -346,6 +346,43 @@ def test_universe_rewrite_replaces_the_days_membership(tmp_path: Path, target_ur
     assert run(src, target_url, stg).to_dict()["universe"]["files_read"] == 0
 
 
+def test_universe_documents_share_a_commit_and_the_later_of_a_day_wins(
+    tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's changed documents load in one commit (up to UNIT_BYTES of them), and leave what loading
+    them one run at a time leaves: a document dated like an earlier one replaces that day's membership."""
+    import engine.pipeline as pipeline
+
+    docs = {
+        "20260129": {"metadata": {"date": "2026-01-29", "market": "kr_stocks"}, "symbols": ["005930", "000660"]},
+        "20260130": {"metadata": {"date": "2026-01-30", "generated_at": "2026-01-30T17:05:41.118204"},
+                     "symbols": ["005930", "035720"]},
+        "20260131": {"metadata": {"date": "20260130", "count": 1}, "symbols": ["373220"]},  # the 30th again
+        "20260201": {"metadata": {"date": "2026-02-01"}, "symbols": ["59"]},  # rejected
+    }
+    together = tmp_path / "together"
+    for day, doc in docs.items():
+        write_lines(together / f"universe/{day}_kr_stocks.json", [json.dumps(doc)])
+    s = run(together, target_url, tmp_path / "stg").to_dict()
+    assert s["commits"] == 1
+    assert s["universe"] == {"files_read": 4, "symbols_loaded": 5, "files_rejected": 1}
+    got = rows(target_url, "SELECT date, symbol FROM market_universe ORDER BY 1, 2")
+    assert [(str(d), sym) for d, sym in got] == [("2026-01-29", "000660"), ("2026-01-29", "005930"), ("2026-01-30", "373220")]
+    assert rows(target_url, "SELECT source_file FROM etl_rejects") == [("universe/20260201_kr_stocks.json",)]
+    want = db_snapshot(target_url), staged_snapshot(tmp_path / "stg")
+
+    one_by_one, url = tmp_path / "one", f"sqlite:///{tmp_path / 'one.db'}"
+    for day, doc in docs.items():
+        write_lines(one_by_one / f"universe/{day}_kr_stocks.json", [json.dumps(doc)])
+        assert run(one_by_one, url, tmp_path / "stg1").to_dict()["commits"] == 1
+    assert (db_snapshot(url), staged_snapshot(tmp_path / "stg1")) == want
+
+    monkeypatch.setattr(pipeline, "UNIT_BYTES", 1)  # every document a commit of its own
+    url = f"sqlite:///{tmp_path / 'capped.db'}"
+    assert run(together, url, tmp_path / "stg2").to_dict()["commits"] == 4
+    assert (db_snapshot(url), staged_snapshot(tmp_path / "stg2")) == want
+
+
 def test_bad_universe_file_is_rejected_not_fatal(tmp_path: Path, target_url: str) -> None:
     src = tmp_path / "a"
     write_lines(src / "universe/20260130_kr_stocks.json", ['{"metadata": {"date": "2026-01-30"}, "symbols": ["0059'], final_newline=False)
