@@ -20,7 +20,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
 import adbc_driver_manager
 import polars as pl
@@ -36,6 +36,7 @@ from staging.layout import StagingError, partition_dir, unwritable, write_part
 
 TABLE_OF: dict[Kind, Table] = {Kind.SCALP: SCALP_TICKS, Kind.SWING: SWING_SNAPSHOTS}
 TIME_COL: dict[Kind, str] = {Kind.SCALP: "recv_time", Kind.SWING: "snap_time"}
+T = TypeVar("T")
 
 
 class EtlError(Exception):
@@ -168,8 +169,7 @@ class _Doc:
     """One changed universe document, read and normalized, for the run's next universe commit."""
 
     file: scan.ArchiveFile
-    manifest_row: dict[str, Any]
-    nbytes: int
+    manifest_row: dict[str, Any]  # its size is the bytes read
     load: tuple[date, pl.DataFrame] | None  # the day whose membership it replaces, and its rows in this run's scope
     reject: pl.DataFrame | None  # its etl_rejects row, if the document was rejected
 
@@ -338,16 +338,17 @@ def _new_bytes(unit: list[_Read]) -> int:
     return sum(r.new_bytes for r in unit)
 
 
-def _cap(unit: list[_Read], limit: int) -> list[list[_Read]]:
-    """Split a unit into runs of files (or chunks of files) of at most ``limit`` new bytes (a bigger one stands alone)."""
-    out: list[list[_Read]] = [[]]
-    size = 0
-    for r in sorted(unit, key=lambda r: (r.file.rel, r.start)):
-        if out[-1] and size + r.new_bytes > limit:
+def _cap(items: Sequence[T], limit: int, size: Callable[[T], int]) -> list[list[T]]:
+    """Split ``items``, in their order, into runs of at most ``limit`` bytes by ``size`` (a bigger one
+    stands alone): a unit's files or chunks of files, a run's universe documents."""
+    out: list[list[T]] = [[]]
+    total = 0
+    for item in items:
+        if out[-1] and total + size(item) > limit:
             out.append([])
-            size = 0
-        out[-1].append(r)
-        size += r.new_bytes
+            total = 0
+        out[-1].append(item)
+        total += size(item)
     return out
 
 
@@ -429,7 +430,11 @@ class _Runner:
         units: dict[tuple[date, str], list[_Read]] = defaultdict(list)
         for r in reads:
             units[(r.file.file_date, r.file.kind.value)].extend(r.chunks(CHUNK_BYTES))
-        ordered = [part for k in sorted(units) for part in _cap(units[k], UNIT_BYTES)]
+        ordered = [
+            part
+            for k in sorted(units)
+            for part in _cap(sorted(units[k], key=lambda r: (r.file.rel, r.start)), UNIT_BYTES, lambda r: r.new_bytes)
+        ]
         # Reading, decoding and normalizing the units ahead needs no shared state: it runs on the second
         # core while this unit is deduplicated, staged and loaded (Polars and ADBC release the GIL). The
         # worker keeps up to LOOKAHEAD_BYTES of new bytes prepared ahead, not a fixed number of units: a
@@ -456,18 +461,12 @@ class _Runner:
                 fill(taken)  # the worker prepares what follows while this unit is finished
                 self._finish(future.result())
             # Universe documents are small: many go in one commit (each commit waits on its fsyncs; the 10M
-            # bench archive's 72 documents were 72 of its 196 commits), up to UNIT_BYTES of them.
-            batch: list[_Doc] = []
-            for f in sorted(docs, key=lambda f: (f.file_date, f.rel)):
-                doc = self._read_universe(f)
-                if doc is None:
-                    continue
-                if batch and sum(d.nbytes for d in batch) + doc.nbytes > UNIT_BYTES:
+            # bench archive's 72 documents were 72 of its 196 commits), up to UNIT_BYTES of them by their size
+            # when the run was planned.
+            for group in _cap(sorted(docs, key=lambda f: (f.file_date, f.rel)), UNIT_BYTES, lambda f: f.size):
+                batch = [doc for doc in map(self._read_universe, group) if doc is not None]
+                if batch:
                     self._commit_universe(batch)
-                    batch = []
-                batch.append(doc)
-            if batch:
-                self._commit_universe(batch)
 
     # -- JSONL units ------------------------------------------------------------------------------
     def _prepare(self, unit: list[_Read], newest: set[str]) -> _Prepared:
@@ -629,11 +628,11 @@ class _Runner:
                 },
                 schema=ETL_REJECTS.polars_schema(),
             )
-            return _Doc(f, row, len(data), None, rej)
+            return _Doc(f, row, None, rej)
         if self.opts.market is not None:
             result = result.filter(pl.col("market") == self.opts.market)
         day = result["date"][0] if result.height else f.file_date
-        return _Doc(f, row, len(data), (day, result), None)
+        return _Doc(f, row, (day, result), None)
 
     def _commit_universe(self, batch: list[_Doc]) -> None:
         """Load documents in one commit: each replaces its day's membership, in the order given (a later
@@ -651,10 +650,11 @@ class _Runner:
                 ),
                 "universe", "ts", self.summary.run_id, self.ctx.etl_timestamp,
             )
-        rejects = [d.reject for d in batch if d.reject is not None]
+        rejected = [d.reject for d in batch if d.reject is not None]
+        rejects = pl.concat(rejected) if rejected else pl.DataFrame(schema=ETL_REJECTS.polars_schema())
         self._commit(
             [],
-            pl.concat(rejects) if rejects else pl.DataFrame(schema=ETL_REJECTS.polars_schema()),
+            rejects,
             wm,
             [d.manifest_row for d in batch],
             universe=sorted(days.items()),
@@ -662,12 +662,12 @@ class _Runner:
             reread=[d.file.rel for d in batch],
         )
         self.summary.universe["files_read"] += len(batch)
-        self.summary.universe["files_rejected"] += len(rejects)
+        self.summary.universe["files_rejected"] += rejects.height
         symbols = sum(rows.height for _, rows in loaded)
         self.summary.universe["symbols_loaded"] += symbols
-        for r in rejects:
-            self.summary.reasons[r["reason"][0]] += 1
-        self.progress.advance(len(batch), sum(d.nbytes for d in batch), 0, symbols)
+        for reason, n in rejects.group_by("reason").len().iter_rows():
+            self.summary.reasons[reason] += n
+        self.progress.advance(len(batch), sum(d.manifest_row["size"] for d in batch), 0, symbols)
 
     # -- the commit protocol ------------------------------------------------------------------------
     def _commit(
