@@ -13,7 +13,7 @@ Tasks:
                 one row at a time through Python's standard drivers (sqlite3 / psycopg), commit per 10,000.
   dlt           dlt's merge load (delete-insert, primary key = observer-etl's idempotency key).
   units         observer-etl with its unit size, lookahead and SQLite cache set (the memory study in
-                bench/README.md), with the process's peak RSS (VmHWM) in its result.
+                bench/HISTORY.md), with the process's peak RSS (VmHWM) in its result.
 """
 
 from __future__ import annotations
