@@ -67,10 +67,11 @@ def parse_instant(s: pl.Expr) -> pl.Expr:
     return text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us", time_zone="UTC")
 
 
-# What the Observer writes nearly everywhere (contract sections 2 and 3): KST wall time, six fractional digits
-# and a literal "+09:00" (a whole second has no fraction; swing ts before 2026-01-26 ends in "Z"). A format without an offset directive stays on Polars' own parser, where ``%:z`` sends
-# every value through chrono: 66 against 152 ms for one 10M-archive day's 191,656 tick timestamps (one
-# thread, best of five), about 4 s of the reading thread's CPU over a 10M run.
+# What the Observer writes nearly everywhere (contract sections 2 and 3): KST wall time, six fractional
+# digits and a literal "+09:00" (a whole second has no fraction; swing ts before 2026-01-26 ends in "Z").
+# A format without an offset directive stays on Polars' own parser, where ``%:z`` sends every value
+# through chrono: 66 against 152 ms for one 10M-archive day's 191,656 tick timestamps (one thread, best
+# of five), about 4 s of the reading thread's CPU over a 10M run.
 _OBSERVER_FORMAT = "%Y-%m-%dT%H:%M:%S.%6f+09:00"
 
 
@@ -81,9 +82,11 @@ def with_instant(df: pl.LazyFrame, text: str, name: str) -> pl.LazyFrame:
     parse's result (tests/test_normalize.py compares the two). Two steps, not one expression: in one,
     Polars evaluates the fast parse twice (for the value and for the null test)."""
     fast = f"_fast_{name}"
+    observer_form = pl.col(text).str.to_datetime(_OBSERVER_FORMAT, strict=False, time_unit="us")
+    rest = pl.when(pl.col(fast).is_null()).then(pl.col(text))  # null where the fast parse succeeded
     return (
-        df.with_columns(utc_from_kst_wall(pl.col(text).str.to_datetime(_OBSERVER_FORMAT, strict=False, time_unit="us")).alias(fast))
-        .with_columns(pl.coalesce(fast, parse_instant(pl.when(pl.col(fast).is_null()).then(pl.col(text)))).alias(name))
+        df.with_columns(utc_from_kst_wall(observer_form).alias(fast))
+        .with_columns(pl.coalesce(fast, parse_instant(rest)).alias(name))
         .drop(fast)
     )
 
