@@ -129,6 +129,9 @@ def etl(
     security_master: Optional[str] = typer.Option(None, "--security-master", help="CSV symbol,market."),
     holidays: Optional[str] = typer.Option(None, "--holidays", help="File of KRX holidays, one YYYY-MM-DD a line."),
     config: Optional[Path] = typer.Option(None, "--config", help="observer.toml to use (default: ./observer.toml if present)."),
+    unit_size: Optional[str] = typer.Option(
+        None, "--unit-size", help="Most new bytes per commit, e.g. 16MB (default 128MB): smaller units lower the peak memory and load slower."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as one JSON object on stdout."),
 ) -> None:
     """Load the archive's new lines into the target database, incrementally."""
@@ -139,7 +142,7 @@ def etl(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        opts = resolve(source, target, staging, market, security_master, holidays, config)
+        opts = resolve(source, target, staging, market, security_master, holidays, config, unit_size)
         progress = _RichProgress() if not as_json and _err().is_terminal else None
         if progress is not None:
             with progress.bar:

@@ -428,13 +428,14 @@ def dlt_merge(args: dict[str, Any]) -> dict[str, Any]:
 def units(args: dict[str, Any]) -> dict[str, Any]:
     """observer-etl's ``run_etl`` with its memory knobs set: how the unit size bounds the peak, and at what cost.
 
-    args: archive, work (a fresh directory: SQLite file and staging), and optionally unit_mb,
-    lookahead_mb (new bytes per commit unit / prepared ahead; default 128 each), chunk_mb (most bytes
-    of a file read at once; default 32), sqlite_cache_mib, keep_freed (false: glibc returns freed
-    memory, unlike the CLI; main() reads it), jemalloc_decay_ms (how long Polars' allocator keeps
-    freed pages, 10,000 for the CLI; 0 returns them at once: the live memory; main() reads it), and
-    hold_last: that many of the last day's scalp files are held back, then added one at a time, each
-    with a run of its own (an hour appended to a staged day). Peak RSS is the process's, as always.
+    args: archive, work (a fresh directory: SQLite file and staging), and optionally unit_mb (the
+    CLI's ``--unit-size`` in MB; default 128), lookahead_mb (new bytes prepared ahead; default one
+    unit), chunk_mb (most bytes of a file read at once; default 32, never more than a unit),
+    sqlite_cache_mib, keep_freed (false: glibc returns freed memory, unlike the CLI; main() reads it),
+    jemalloc_decay_ms (how long Polars' allocator keeps freed pages, 10,000 for the CLI; 0 returns them
+    at once: the live memory; main() reads it), and hold_last: that many of the last day's scalp files
+    are held back, then added one at a time, each with a run of its own (an hour appended to a staged
+    day). Peak RSS is the process's, as always.
     """
     import shutil
 
@@ -442,8 +443,6 @@ def units(args: dict[str, Any]) -> dict[str, Any]:
     from engine import pipeline
     from engine.config import RunOptions
 
-    if "unit_mb" in args:
-        pipeline.UNIT_BYTES = int(args["unit_mb"] * 2**20)
     if "lookahead_mb" in args:
         pipeline.LOOKAHEAD_BYTES = int(args["lookahead_mb"] * 2**20)
     if "chunk_mb" in args:
@@ -459,7 +458,10 @@ def units(args: dict[str, Any]) -> dict[str, Any]:
     (work / "held").mkdir()
     for f in held:
         f.rename(work / "held" / f.name)
-    opts = RunOptions(source=source, target=f"sqlite:///{work / 'db.sqlite'}", staging=work / "staging")
+    opts = RunOptions(
+        source=source, target=f"sqlite:///{work / 'db.sqlite'}", staging=work / "staging",
+        unit_bytes=int(args.get("unit_mb", 128) * 2**20),
+    )
     runs = []
     for f in [None, *held]:
         if f is not None:

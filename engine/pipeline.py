@@ -77,6 +77,7 @@ class RunSummary:
     source: str
     target: str
     staging: str
+    unit_bytes: int  # the run's --unit-size
     kinds: dict[str, KindCounts] = field(default_factory=lambda: {k.value: KindCounts() for k in TABLE_OF})
     tables: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     reasons: Counter = field(default_factory=Counter)
@@ -103,6 +104,7 @@ class RunSummary:
             "source": self.source,
             "target": self.target,
             "staging": self.staging,
+            "unit_bytes": self.unit_bytes,
             **self.counts,
             "other_market": self.total("other_market"),
             "kinds": {k: vars(v) for k, v in self.kinds.items()},
@@ -244,7 +246,7 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
     except (TargetError, ConfigError) as exc:
         raise EtlError(str(exc)) from None
     run_id = new_run_id()
-    summary = RunSummary(run_id, opts.scope, str(opts.source), target_url.redacted, str(opts.staging))
+    summary = RunSummary(run_id, opts.scope, str(opts.source), target_url.redacted, str(opts.staging), opts.unit_bytes)
     try:
         target.ensure_schema()
         with _scope_lock(opts.staging, opts.scope, progress.note) as waited:
@@ -323,14 +325,14 @@ def _io_failure(exc: BaseException) -> str | None:
     return None
 
 
-UNIT_BYTES = 128 * 1024 * 1024  # new bytes per commit unit: bounds memory whatever a day holds
-
-
-LOOKAHEAD_BYTES = UNIT_BYTES  # new bytes prepared ahead of the unit being loaded
-# Most bytes of one file read and decoded at once: a file bigger than this (a whole day's scalp/daily file)
-# is read in line-aligned chunks, several to a unit, instead of standing alone as one unit of its size.
-# A 159 MB daily file (five days of the 1M bench archive's hours in one): peak RSS 770 MB in 32 MiB chunks
-# against 954 MB read whole, 4.44 against 4.77 s; an hour file (12 MB at the contract's density) is one chunk.
+# New bytes a run's units are capped at come from ``RunOptions.unit_bytes`` (``--unit-size``).
+# New bytes prepared ahead of the unit being loaded: None, one unit's worth (the bench's memory probe sets it).
+LOOKAHEAD_BYTES: int | None = None
+# Most bytes of one file read and decoded at once (and never more than a unit): a file bigger than this
+# (a whole day's scalp/daily file) is read in line-aligned chunks, several to a unit, instead of standing
+# alone as one unit of its size. A 159 MB daily file (five days of the 1M bench archive's hours in one):
+# peak RSS 770 MB in 32 MiB chunks against 954 MB read whole, 4.44 against 4.77 s; an hour file (12 MB
+# at the contract's density) is one chunk.
 CHUNK_BYTES = 32 * 1024 * 1024
 
 
@@ -427,17 +429,19 @@ class _Runner:
     def run(self) -> None:
         reads, docs, newest = self._plan()
         self.progress.plan(len(reads) + len(docs), _new_bytes(reads))
+        unit_bytes = self.opts.unit_bytes
+        lookahead = unit_bytes if LOOKAHEAD_BYTES is None else LOOKAHEAD_BYTES
         units: dict[tuple[date, str], list[_Read]] = defaultdict(list)
         for r in reads:
-            units[(r.file.file_date, r.file.kind.value)].extend(r.chunks(CHUNK_BYTES))
+            units[(r.file.file_date, r.file.kind.value)].extend(r.chunks(min(CHUNK_BYTES, unit_bytes)))
         ordered = [
             part
             for k in sorted(units)
-            for part in _cap(sorted(units[k], key=lambda r: (r.file.rel, r.start)), UNIT_BYTES, lambda r: r.new_bytes)
+            for part in _cap(sorted(units[k], key=lambda r: (r.file.rel, r.start)), unit_bytes, lambda r: r.new_bytes)
         ]
         # Reading, decoding and normalizing the units ahead needs no shared state: it runs on the second
         # core while this unit is deduplicated, staged and loaded (Polars and ADBC release the GIL). The
-        # worker keeps up to LOOKAHEAD_BYTES of new bytes prepared ahead, not a fixed number of units: a
+        # worker keeps up to a unit's worth of new bytes prepared ahead, not a fixed number of units: a
         # day's small swing unit must not leave the worker idle while the day's big scalp unit loads.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool, ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="stage"
@@ -446,10 +450,10 @@ class _Runner:
             taken = 0  # units handed to _finish
 
             def fill(at_least: int) -> None:
-                """Queue units up to index ``at_least``, then more while they fit in LOOKAHEAD_BYTES."""
+                """Queue units up to index ``at_least``, then more while they fit in ``lookahead`` bytes."""
                 nxt = taken + len(ahead)
                 while nxt < len(ordered) and (
-                    nxt <= at_least or sum(n for _, n in ahead) + _new_bytes(ordered[nxt]) <= LOOKAHEAD_BYTES
+                    nxt <= at_least or sum(n for _, n in ahead) + _new_bytes(ordered[nxt]) <= lookahead
                 ):
                     ahead.append((pool.submit(self._prepare, ordered[nxt], newest), _new_bytes(ordered[nxt])))
                     nxt += 1
@@ -461,9 +465,9 @@ class _Runner:
                 fill(taken)  # the worker prepares what follows while this unit is finished
                 self._finish(future.result())
             # Universe documents are small: many go in one commit (each commit waits on its fsyncs; the 10M
-            # bench archive's 72 documents were 72 of its 196 commits), up to UNIT_BYTES of them by their size
-            # when the run was planned.
-            for group in _cap(sorted(docs, key=lambda f: (f.file_date, f.rel)), UNIT_BYTES, lambda f: f.size):
+            # bench archive's 72 documents were 72 of its 196 commits), up to a unit's bytes of them by their
+            # size when the run was planned.
+            for group in _cap(sorted(docs, key=lambda f: (f.file_date, f.rel)), unit_bytes, lambda f: f.size):
                 batch = [doc for doc in map(self._read_universe, group) if doc is not None]
                 if batch:
                     self._commit_universe(batch)
@@ -474,7 +478,7 @@ class _Runner:
 
         Each file goes from bytes to typed rows and reject rows on its own, and its bytes and decoded
         JSON are released before the next file is read: a unit holds normalized rows, never the whole
-        unit's raw text, so memory follows the largest chunk (CHUNK_BYTES) rather than the size of a day or a file.
+        unit's raw text, so memory follows the largest chunk rather than the size of a day or a file.
         """
         kind = unit[0].file.kind
         timings: Counter = Counter()

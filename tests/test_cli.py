@@ -54,6 +54,24 @@ def test_observer_toml_names_and_defaults(small_archive: Path, tmp_path: Path) -
     assert json.loads(r2.stdout)["lines_read"] == 0
 
 
+def test_unit_size_caps_the_new_bytes_of_a_commit(small_archive: Path, tmp_path: Path) -> None:
+    """``--unit-size`` (or ``unit_size`` in observer.toml) trades memory for commits, never the result:
+    units of one byte commit each line on its own, and load what one commit per file loads."""
+    def load(name: str, *extra: str) -> dict:
+        r = cli("etl", "--source", str(small_archive), "--target", f"sqlite:///{tmp_path / name}.db",
+                "--staging", str(tmp_path / name), "--json", *extra, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    whole = load("whole")
+    (tmp_path / "observer.toml").write_text('[etl]\nunit_size = "1"\n')
+    small, flag = load("small"), load("flag", "--unit-size", "1MB")  # the flag wins over the file
+    assert (whole["commits"], small["commits"], flag["commits"]) == (2, 4, 2)  # 3 scalp lines + 1 swing line
+    assert db_snapshot(f"sqlite:///{tmp_path / 'whole.db'}") == db_snapshot(f"sqlite:///{tmp_path / 'small.db'}")
+    assert small["lines_read"] == whole["lines_read"] == 4
+    assert (whole["unit_bytes"], small["unit_bytes"], flag["unit_bytes"]) == (128 * 2**20, 1, 2**20)
+
+
 @pytest.mark.parametrize(
     "toml, message",
     [
@@ -61,6 +79,7 @@ def test_observer_toml_names_and_defaults(small_archive: Path, tmp_path: Path) -
         ('[sourcez]\narchive = "a"\n', "unknown section 'sourcez' (did you mean 'sources'?)"),
         ('[etl]\nstaging = 5\n', "staging in [etl] must be a string, not 5"),
         ('etl = "x"\n', "etl must be a [etl] table"),
+        ('[etl]\nunit_size = "lots"\n', "unit_size in [etl] 'lots' is not a size: a whole number of bytes, or with KB, MB or GB (16MB)"),
     ],
 )
 def test_observer_toml_mistakes_stop_the_run(small_archive: Path, tmp_path: Path, toml: str, message: str) -> None:
@@ -84,6 +103,7 @@ def test_observer_toml_mistakes_stop_the_run(small_archive: Path, tmp_path: Path
         (["--staging", "/proc/forbidden"], "staging directory /proc/forbidden is not writable"),
         (["--target", "sqlite:///."], "is a directory, not a database file"),
         (["--market", "../kr_stocks"], "--market '../kr_stocks' is not a market name"),
+        (["--unit-size", "1.5GB"], "--unit-size '1.5GB' is not a size"),
     ],
 )
 def test_bad_input_is_one_readable_sentence(small_archive: Path, tmp_path: Path, args: list[str], message: str) -> None:

@@ -124,25 +124,18 @@ def test_kill_during_the_commit_of_universe_documents(
 
 
 def test_kill_between_the_chunks_of_a_file(generated, target_url: str, second_target: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Files read in chunks of a few kB, one commit each, killed after chunks of one file have committed
-    and before the rest have; run again with whole files: it resumes at the chunk's line, as one clean run."""
+    """Files read in chunks of a few kB (``--unit-size 4KB``), one commit each, killed after chunks of one
+    file have committed and before the rest have; run again with whole files: it resumes at the chunk's
+    line, as one clean run."""
     root, _ = generated
     want = clean_state(root, target_url, tmp_path / "ref-stg")
     staging = tmp_path / "stg"
-    chunked = (
-        "import sys, runpy; import engine.pipeline as p; p.UNIT_BYTES = p.CHUNK_BYTES = 4096; "
-        "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
-    )
     from staging.manifest import load
 
     part_way = []
     for point, seq in (("promoted", 1), ("parts_written", 4), ("db_committed", 6)):
-        r = subprocess.run(
-            [sys.executable, "-c", chunked, str(REPO / "cli.py"), "etl", "--source", str(root), "--target",
-             second_target, "--staging", str(staging), "--json"],
-            capture_output=True, text=True, cwd=REPO, env={**os.environ, "OBSERVER_ETL_CRASH_AT": f"{point}@{seq}"},
-            timeout=600,
-        )
+        r = cli("etl", "--source", str(root), "--target", second_target, "--staging", str(staging), "--json",
+                "--unit-size", "4KB", env={"OBSERVER_ETL_CRASH_AT": f"{point}@{seq}"})
         assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr)
         part_way += [
             f["path"] for f in load(staging, "all").iter_rows(named=True) if f["size"] < (root / f["path"]).stat().st_size

@@ -267,9 +267,8 @@ def test_a_file_cut_short_between_its_chunks_is_read_up_to_the_cut_and_resumed_b
     assert rows(target_url, "SELECT count(*), min(acc_volume), max(acc_volume) FROM scalp_ticks") == [(40, 1, 40)]
 
 
-def test_progress_counts_a_file_read_in_chunks_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_progress_counts_a_file_read_in_chunks_once(tmp_path: Path) -> None:
     """The progress display gets every planned byte and each file once, however many chunks it took."""
-    import engine.pipeline
     from engine.config import RunOptions
     from engine.pipeline import run_etl
 
@@ -277,8 +276,6 @@ def test_progress_counts_a_file_read_in_chunks_once(tmp_path: Path, monkeypatch:
     lines = [tick(execution_time=f"1305{i:02d}", acc=i + 1) for i in range(40)]
     write_lines(src / SCALP, lines)
     write_lines(src / "assets/scalp/20260130_14.jsonl", [tick(acc=99, execution_time="140000", ts="2026-01-30T14:00:00.2+09:00")])
-    for knob in ("CHUNK_BYTES", "UNIT_BYTES"):
-        monkeypatch.setattr(engine.pipeline, knob, len(lines[0]) * 7)
     seen = {"planned": (0, 0), "files": 0, "bytes": 0, "lines": 0}
 
     class Record:
@@ -292,7 +289,8 @@ def test_progress_counts_a_file_read_in_chunks_once(tmp_path: Path, monkeypatch:
 
         def note(self, text: str) -> None: ...
 
-    s = run_etl(RunOptions(source=src, target=f"sqlite:///{tmp_path / 't.db'}", staging=tmp_path / "stg"), Record())
+    opts = RunOptions(source=src, target=f"sqlite:///{tmp_path / 't.db'}", staging=tmp_path / "stg", unit_bytes=len(lines[0]) * 7)
+    s = run_etl(opts, Record())
     size = sum(f.stat().st_size for f in (src / "assets/scalp").iterdir())
     assert s.commits > 2  # the first file took several chunks (one unit each at this size)
     assert seen == {"planned": (2, size), "files": 2, "bytes": size, "lines": 41}
@@ -346,13 +344,9 @@ def test_universe_rewrite_replaces_the_days_membership(tmp_path: Path, target_ur
     assert run(src, target_url, stg).to_dict()["universe"]["files_read"] == 0
 
 
-def test_universe_documents_share_a_commit_and_the_later_of_a_day_wins(
-    tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A run's changed documents load in one commit (up to UNIT_BYTES of them), and leave what loading
+def test_universe_documents_share_a_commit_and_the_later_of_a_day_wins(tmp_path: Path, target_url: str) -> None:
+    """A run's changed documents load in one commit (up to a unit's bytes of them), and leave what loading
     them one run at a time leaves: a document dated like an earlier one replaces that day's membership."""
-    import engine.pipeline as pipeline
-
     docs = {
         "20260129": {"metadata": {"date": "2026-01-29", "market": "kr_stocks"}, "symbols": ["005930", "000660"]},
         "20260130": {"metadata": {"date": "2026-01-30", "generated_at": "2026-01-30T17:05:41.118204"},
@@ -377,9 +371,8 @@ def test_universe_documents_share_a_commit_and_the_later_of_a_day_wins(
         assert run(one_by_one, url, tmp_path / "stg1").to_dict()["commits"] == 1
     assert (db_snapshot(url), staged_snapshot(tmp_path / "stg1")) == want
 
-    monkeypatch.setattr(pipeline, "UNIT_BYTES", 1)  # every document a commit of its own
-    url = f"sqlite:///{tmp_path / 'capped.db'}"
-    assert run(together, url, tmp_path / "stg2").to_dict()["commits"] == 4
+    url = f"sqlite:///{tmp_path / 'capped.db'}"  # units of one byte: every document a commit of its own
+    assert run(together, url, tmp_path / "stg2", unit_bytes=1).to_dict()["commits"] == 4
     assert (db_snapshot(url), staged_snapshot(tmp_path / "stg2")) == want
 
 

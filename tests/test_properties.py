@@ -96,32 +96,30 @@ def test_whole_files_in_any_order(reference, data) -> None:  # type: ignore[no-u
 
 @pytest.mark.parametrize(
     ("unit", "chunk"),
-    [(1, None), (None, 3000), (1, 3000)],
-    ids=["one-file-units", "files-in-chunks", "one-chunk-units"],
+    [(None, 3000), (3000, None), (9000, 3000)],
+    ids=["files-in-chunks", "one-chunk-units", "units-of-several-chunks"],
 )
 def test_units_of_any_size_give_the_same_database(reference, monkeypatch, tmp_path: Path, unit, chunk) -> None:  # type: ignore[no-untyped-def]
-    """Commit units capped at one file, files read in chunks of a few lines (several to a unit, or one
-    unit each): the memory bounds change nothing in the result, reject line numbers included."""
+    """Files read in chunks of a few lines, several to a unit (across files too) or one unit each
+    (``--unit-size 3000``: a chunk is never bigger than a unit): the memory bounds change nothing in
+    the result, reject line numbers included."""
     import engine.pipeline
+    from engine import scan
 
     dialect, root, want_db, want_staged, want = reference
-    if unit is not None:
-        monkeypatch.setattr(engine.pipeline, "UNIT_BYTES", unit)
-    chunks: list[int] = []
     if chunk is not None:
-        from engine import scan
-
         monkeypatch.setattr(engine.pipeline, "CHUNK_BYTES", chunk)
-        whole = scan.read_new_bytes
+    chunks: list[bool] = []
+    whole = scan.read_new_bytes
 
-        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
-            chunks.append(args[-1] is not None)  # a chunk ends before the end of its file
-            return whole(*args, **kwargs)
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        chunks.append(args[-1] is not None)  # a chunk ends before the end of its file
+        return whole(*args, **kwargs)
 
-        monkeypatch.setattr(scan, "read_new_bytes", counted)
+    monkeypatch.setattr(scan, "read_new_bytes", counted)
     with fresh_target(dialect, tmp_path) as url:
-        s = run(root, url, tmp_path / "stg").to_dict()
+        s = run(root, url, tmp_path / "stg", **({} if unit is None else {"unit_bytes": unit})).to_dict()
         assert s["commits"] > want["commits"] or unit is None
-        assert any(chunks) or chunk is None
+        assert any(chunks)  # files were read in chunks (of the unit's size where no chunk size is set)
         assert db_snapshot(url) == want_db
         assert staged_snapshot(tmp_path / "stg") == want_staged
