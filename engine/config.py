@@ -146,7 +146,6 @@ def resolve(
     )
 
 
-
 def load_security_master(path: Path) -> pl.DataFrame:
     """``symbol,market`` CSV (extra columns ignored) mapping each symbol to its market."""
     if not path.is_file():

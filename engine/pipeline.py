@@ -325,7 +325,7 @@ def _io_failure(exc: BaseException) -> str | None:
     return None
 
 
-# New bytes a run's units are capped at come from ``RunOptions.unit_bytes`` (``--unit-size``).
+# A run's units are capped at ``RunOptions.unit_bytes`` new bytes (``--unit-size``).
 # New bytes prepared ahead of the unit being loaded: None, one unit's worth (the bench's memory probe sets it).
 LOOKAHEAD_BYTES: int | None = None
 # Most bytes of one file read and decoded at once (and never more than a unit): a file bigger than this
