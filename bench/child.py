@@ -460,7 +460,7 @@ def units(args: dict[str, Any]) -> dict[str, Any]:
         f.rename(work / "held" / f.name)
     opts = RunOptions(
         source=source, target=f"sqlite:///{work / 'db.sqlite'}", staging=work / "staging",
-        unit_bytes=int(args.get("unit_mb", 128) * 2**20),
+        **({"unit_bytes": int(args["unit_mb"] * 2**20)} if "unit_mb" in args else {}),
     )
     runs = []
     for f in [None, *held]:

@@ -236,6 +236,8 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
     """One ETL run over ``opts.source`` into ``opts.target``; raises EtlError with a readable message."""
     t0 = time.perf_counter()
     progress = progress or _NoProgress()
+    if opts.unit_bytes < 1:  # the CLI's parse_size never gives one; a library caller might
+        raise EtlError(f"the unit size must be at least one byte, not {opts.unit_bytes}")
     try:
         target_url = parse_target(opts.target)
         _check_source(opts.source)

@@ -267,6 +267,20 @@ def test_a_file_cut_short_between_its_chunks_is_read_up_to_the_cut_and_resumed_b
     assert rows(target_url, "SELECT count(*), min(acc_volume), max(acc_volume) FROM scalp_ticks") == [(40, 1, 40)]
 
 
+def test_a_unit_size_below_one_byte_stops_the_run_before_it_starts(tmp_path: Path) -> None:
+    """A library caller's ``unit_bytes=0`` cannot cut a file into chunks: the planner would loop forever on
+    a file read before, and fail with a seek error on a new one. The CLI's sizes start at one byte."""
+    from engine.config import RunOptions
+    from engine.pipeline import EtlError, run_etl
+
+    src = tmp_path / "a"
+    write_lines(src / SCALP, [tick()])
+    for bad in (0, -5):
+        with pytest.raises(EtlError, match=f"the unit size must be at least one byte, not {bad}"):
+            run_etl(RunOptions(source=src, target=f"sqlite:///{tmp_path / 't.db'}", staging=tmp_path / "stg", unit_bytes=bad))
+    assert not (tmp_path / "t.db").exists()
+
+
 def test_progress_counts_a_file_read_in_chunks_once(tmp_path: Path) -> None:
     """The progress display gets every planned byte and each file once, however many chunks it took."""
     from engine.config import RunOptions
