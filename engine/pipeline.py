@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import itertools
 import json
 import os
 import secrets
+import shutil
 import time
 from collections import Counter, defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,7 +34,7 @@ from engine.watermark import reconcile, watermark_rows
 from schemas.records import Kind
 from schemas.tables import DATA_TABLES, ETL_REJECTS, MARKET_UNIVERSE, SCALP_TICKS, SWING_SNAPSHOTS, Table
 from staging import manifest
-from staging.layout import StagingError, partition_dir, unwritable, write_part
+from staging.layout import StagingError, partition_dir, spill_dir, unwritable, write_part
 
 TABLE_OF: dict[Kind, Table] = {Kind.SCALP: SCALP_TICKS, Kind.SWING: SWING_SNAPSHOTS}
 TIME_COL: dict[Kind, str] = {Kind.SCALP: "recv_time", Kind.SWING: "snap_time"}
@@ -149,6 +151,82 @@ class _Read:
         ]
 
 
+# A unit's reject rows past this share of its bytes (8 MB of a 128 MB unit) go to a spill file as each
+# file's are cut, and into the database a file's at a time: on a day of the corrupt parser window every
+# line is rejected with its raw text (70 MB a day at 1M, twice the typed rows of a normal day), and two
+# such days, one loading while the next is prepared, were the peak of the 1M and 10M runs (CLI, SQLite:
+# 582-589 MB before, 553-558 MB after at 1M; 658-662 MB before, 590-613 MB after at 10M; as fast).
+SPILL_SHARE = 1 / 16
+
+
+@dataclass
+class _Rejects:
+    """A unit's etl_rejects rows: in memory, or in an Arrow IPC stream under the staging directory."""
+
+    frame: pl.DataFrame  # the rows, when not spilled
+    height: int
+    reasons: Counter
+    spill: Path | None = None
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame) -> _Rejects:
+        return cls(frame, frame.height, Counter(dict(frame.group_by("reason").len().iter_rows())))
+
+    def batches(self) -> Iterator[pl.DataFrame]:
+        """The rows, a spilled file's at a time (as often as asked: a load may be retried as an upsert)."""
+        if self.spill is None:
+            yield self.frame
+            return
+        import pyarrow as pa
+
+        with pa.OSFile(str(self.spill)) as fh, pa.ipc.open_stream(fh) as reader:
+            for batch in reader:
+                yield pl.DataFrame(pl.from_arrow(batch))
+
+    def discard(self) -> None:
+        if self.spill is not None:
+            self.spill.unlink(missing_ok=True)
+
+
+class _RejectSink:
+    """Collects a unit's reject rows file by file; once they pass ``limit`` bytes, streams them to ``path``."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path, self.limit = path, limit
+        self.parts: list[pl.DataFrame] = []
+        self.size = 0
+        self.reasons: Counter = Counter()
+        self.height = 0
+        self.writer: Any = None
+
+    def add(self, part: pl.DataFrame) -> None:
+        if part.height == 0:
+            return
+        self.height += part.height
+        self.reasons.update(dict(part.group_by("reason").len().iter_rows()))
+        if self.writer is None:
+            self.parts.append(part)
+            self.size += part.estimated_size()
+            if self.size <= self.limit:
+                return
+            import pyarrow as pa
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pa.ipc.new_stream(str(self.path), part.to_arrow().schema)
+            pending, self.parts = self.parts, []
+        else:
+            pending = [part]
+        for p in pending:
+            self.writer.write_table(p.to_arrow())
+
+    def close(self) -> _Rejects:
+        if self.writer is None:
+            frame = pl.concat(self.parts) if self.parts else pl.DataFrame(schema=ETL_REJECTS.polars_schema())
+            return _Rejects(frame, self.height, self.reasons)
+        self.writer.close()
+        return _Rejects(pl.DataFrame(schema=ETL_REJECTS.polars_schema()), self.height, self.reasons, self.path)
+
+
 @dataclass
 class _Prepared:
     """One unit extracted and normalized, ready for dedup and load."""
@@ -160,7 +238,7 @@ class _Prepared:
     rows: pl.DataFrame | None  # one winning row per record of the unit, in this run's scope
     duplicates: int  # copies that lost to another copy in the same unit
     other_market: int  # rows left to the run of their own market
-    rejects: pl.DataFrame  # etl_rejects rows of the unit (source_file, line_number, reason, raw_line, ...)
+    rejects: _Rejects  # etl_rejects rows of the unit (source_file, line_number, reason, raw_line, ...)
     held_back: int
     lines_in_unit: int
     timings: Counter
@@ -383,6 +461,7 @@ class _Runner:
         self.seq = 0
         self.manifest = manifest.load(self.staging, opts.scope)
         self._resume: dict[str, tuple[int, int]] = {}  # the prepare worker's: file -> (byte, next line) after its last chunk
+        self._spills = itertools.count()  # the prepare worker's: names of its units' reject spill files
         self._stager: ThreadPoolExecutor  # writes a commit's staged files while the database loads (run())
 
     # -- planning ---------------------------------------------------------------------------------
@@ -429,6 +508,14 @@ class _Runner:
         return reads, docs, newest
 
     def run(self) -> None:
+        spills = spill_dir(self.staging, self.opts.scope)
+        shutil.rmtree(spills, ignore_errors=True)  # a killed run's: this scope's lock is ours
+        try:
+            self._run()
+        finally:
+            shutil.rmtree(spills, ignore_errors=True)
+
+    def _run(self) -> None:
         reads, docs, newest = self._plan()
         self.progress.plan(len(reads) + len(docs), _new_bytes(reads))
         unit_bytes = self.opts.unit_bytes
@@ -485,7 +572,10 @@ class _Runner:
         kind = unit[0].file.kind
         timings: Counter = Counter()
         row_parts: list[pl.DataFrame] = []
-        reject_parts: list[pl.DataFrame] = []
+        reject_sink = _RejectSink(
+            spill_dir(self.staging, self.opts.scope) / f"{self.summary.run_id}-{next(self._spills)}.arrow",
+            int(self.opts.unit_bytes * SPILL_SHARE),
+        )
         manifest_rows: dict[str, dict[str, Any]] = {}  # by path: a file's later chunk in the unit replaces its row
         held_back = lines_in_unit = nbytes = 0
         for r in unit:
@@ -523,9 +613,9 @@ class _Runner:
                 row_parts.append(rows)
                 file_rejects = pl.concat([file_rejects, bad])
                 timings["normalize"] += time.perf_counter() - t
-            reject_parts.append(self._reject_rows(file_rejects, rng, kind.value))
+            reject_sink.add(self._reject_rows(file_rejects, rng, kind.value))
             del rng, dec  # free this file's bytes before the next file is read, not after
-        reject_rows = pl.concat(reject_parts) if reject_parts else pl.DataFrame(schema=ETL_REJECTS.polars_schema())
+        reject_rows = reject_sink.close()
         rows, dups, other = None, 0, 0
         if lines_in_unit:  # (a unit whose every line was rejected has no rows, but commits its rejects)
             rows = pl.concat(row_parts) if row_parts else pl.DataFrame(schema=TABLE_OF[kind].polars_schema())
@@ -563,8 +653,7 @@ class _Runner:
         counts.duplicates += dups
         counts.rejected += p.rejects.height
         counts.lines_read += p.rejects.height + loaded + dups
-        for reason, n in p.rejects.group_by("reason").len().iter_rows():
-            self.summary.reasons[reason] += n
+        self.summary.reasons.update(p.rejects.reasons)
         wm = watermark_rows(
             pl.concat([d.inserts for d in deltas] + [d.updates for d in deltas]) if deltas else batch.clear(),
             table.source_type or p.kind.value, TIME_COL[p.kind], self.summary.run_id, self.ctx.etl_timestamp,
@@ -576,6 +665,8 @@ class _Runner:
             # A unit that did not commit is not counted: a failed run's etl_runs row says what its tables hold.
             self.summary.kinds[p.kind.value], self.summary.reasons = kept
             raise
+        finally:
+            p.rejects.discard()
         done = sum(r.end is None for r in p.unit)  # files read to their end (a chunk before the last is not one)
         self.progress.advance(done, p.nbytes, p.lines_in_unit, loaded)
 
@@ -657,7 +748,7 @@ class _Runner:
                 "universe", "ts", self.summary.run_id, self.ctx.etl_timestamp,
             )
         rejected = [d.reject for d in batch if d.reject is not None]
-        rejects = pl.concat(rejected) if rejected else pl.DataFrame(schema=ETL_REJECTS.polars_schema())
+        rejects = _Rejects.of(pl.concat(rejected) if rejected else pl.DataFrame(schema=ETL_REJECTS.polars_schema()))
         self._commit(
             [],
             rejects,
@@ -671,15 +762,14 @@ class _Runner:
         self.summary.universe["files_rejected"] += rejects.height
         symbols = sum(rows.height for _, rows in loaded)
         self.summary.universe["symbols_loaded"] += symbols
-        for reason, n in rejects.group_by("reason").len().iter_rows():
-            self.summary.reasons[reason] += n
+        self.summary.reasons.update(rejects.reasons)
         self.progress.advance(len(batch), sum(d.manifest_row["size"] for d in batch), 0, symbols)
 
     # -- the commit protocol ------------------------------------------------------------------------
     def _commit(
         self,
         deltas: list[dedup.PartitionDelta],
-        rejects: pl.DataFrame,
+        rejects: _Rejects,
         wm: pl.DataFrame | None,
         manifest_rows: list[dict[str, Any]],
         universe: Sequence[tuple[date, pl.DataFrame]] = (),  # market_universe rows replacing each day's
@@ -776,7 +866,8 @@ class _Runner:
             for rel in reread:  # its earlier rejects describe content that is no longer there
                 self.target.forget_rejects(rel)
             # Rejects carry no market: the run of every other market records the same lines too.
-            self.target.write_rejects(rejects, known_new=use_append and self.opts.market is None)
+            for part in rejects.batches():
+                self.target.write_rejects(part, known_new=use_append and self.opts.market is None)
             if wm is not None:
                 self.target.advance_watermark(wm)
             self.target.mark_commit(self.summary.run_id, self.seq, self.summary.counts)

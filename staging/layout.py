@@ -47,6 +47,12 @@ def partition_dir(staging: Path, table: Table, market: str, day: date) -> Path:
     return staging / table.name / f"market={market}" / f"trade_date={day.isoformat()}"
 
 
+def spill_dir(staging: Path, scope: str) -> Path:
+    """Where a run of ``scope`` spills big reject batches until they are loaded; never a record of anything
+    (a run clears its scope's at its start and end, so a killed run's leftovers go with the next run)."""
+    return staging / "_spill" / f"scope={scope}"
+
+
 def part_files(directory: Path) -> list[Path]:
     return sorted(directory.glob(PART_GLOB)) if directory.is_dir() else []
 

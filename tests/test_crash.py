@@ -126,7 +126,8 @@ def test_kill_during_the_commit_of_universe_documents(
 def test_kill_between_the_chunks_of_a_file(generated, target_url: str, second_target: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Files read in chunks of a few kB (``--unit-size 4KB``), one commit each, killed after chunks of one
     file have committed and before the rest have; run again with whole files: it resumes at the chunk's
-    line, as one clean run."""
+    line, as one clean run. Units this small spill their rejects (past 256 bytes): a killed run leaves
+    its spill files, and the next run of the scope clears them."""
     root, _ = generated
     want = clean_state(root, target_url, tmp_path / "ref-stg")
     staging = tmp_path / "stg"
@@ -141,4 +142,10 @@ def test_kill_between_the_chunks_of_a_file(generated, target_url: str, second_ta
             f["path"] for f in load(staging, "all").iter_rows(named=True) if f["size"] < (root / f["path"]).stat().st_size
         ]
     assert part_way, "the kills left no file read part-way: the test would not test a resume between chunks"
+
+    def spills() -> list[Path]:
+        return [p for p in (staging / "_spill").rglob("*") if p.is_file()]
+
+    assert spills(), "the kills left no spill file: the test would not test that the next run clears them"
     assert_agree(root, second_target, staging, want)
+    assert spills() == []

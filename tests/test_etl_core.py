@@ -358,6 +358,33 @@ def test_universe_rewrite_replaces_the_days_membership(tmp_path: Path, target_ur
     assert run(src, target_url, stg).to_dict()["universe"]["files_read"] == 0
 
 
+def test_a_units_many_rejects_are_spilled_and_loaded_as_if_held(
+    generated, tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Past a sixteenth of its unit, a unit's reject rows go to a spill file and into the database from
+    there: the same database and rejects as rows held in memory, and no spill file left behind."""
+    from engine import pipeline
+
+    root, _ = generated
+    held = run(root, f"sqlite:///{tmp_path / 'held.db'}", tmp_path / "held").to_dict()
+    spilled: list[int] = []
+    close = pipeline._RejectSink.close
+
+    def counted(self):  # type: ignore[no-untyped-def]
+        out = close(self)
+        if out.spill is not None:
+            assert out.spill.is_file() and out.frame.height == 0
+            spilled.append(out.height)
+        return out
+
+    monkeypatch.setattr(pipeline._RejectSink, "close", counted)
+    s = run(root, target_url, tmp_path / "stg", unit_bytes=64 * 1024).to_dict()
+    assert len(spilled) >= 2 and sum(spilled) < s["rejected"]  # some units spilled, not every one
+    assert (s["rejected"], s["rejects_by_reason"]) == (held["rejected"], held["rejects_by_reason"])
+    assert db_snapshot(target_url) == db_snapshot(f"sqlite:///{tmp_path / 'held.db'}")
+    assert [p for p in (tmp_path / "stg" / "_spill").rglob("*") if p.is_file()] == []
+
+
 def test_universe_documents_share_a_commit_and_the_later_of_a_day_wins(tmp_path: Path, target_url: str) -> None:
     """A run's changed documents load in one commit (up to a unit's bytes of them), and leave what loading
     them one run at a time leaves: a document dated like an earlier one replaces that day's membership."""
