@@ -23,7 +23,7 @@ DEFAULT_TARGET = "sqlite:///trading.db"
 DEFAULT_STAGING = "observer-staging"
 # New bytes per commit unit (--unit-size). The peak memory follows the unit; smaller units commit more
 # often and deduplicate each against what its day staged before it (10M bench archive into SQLite: 128MB
-# 43-51 s at a 660-692 MB peak, 16MB 54-56 s at 517-531 MB; the README's "The command").
+# 42-45 s at a 605-631 MB peak, 16MB 54-59 s at 499-510 MB; the README's "The command").
 DEFAULT_UNIT_SIZE = "128MB"
 
 
