@@ -69,17 +69,18 @@ SECTIONS = ("etl", "sources", "targets")
 
 
 def _load_toml(path: Path | None) -> tuple[dict, Path]:
+    """The config document (empty without a file) and the path it was looked for at."""
     cfg_path = path or Path.cwd() / CONFIG_NAME
     if not cfg_path.exists():
         if path is not None:
             raise ConfigError(f"config file {path} does not exist")
-        return {}, cfg_path.parent
+        return {}, cfg_path
     try:
         doc = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {cfg_path} is not valid TOML: {exc}") from None
     _check_keys(cfg_path, doc)
-    return doc, cfg_path.parent
+    return doc, cfg_path
 
 
 def _check_keys(cfg_path: Path, doc: dict) -> None:
@@ -112,9 +113,8 @@ def resolve(
     unit_size: str | None = None,
 ) -> RunOptions:
     """Options from flags, else ``[etl]`` defaults of observer.toml, else built-in defaults."""
-    doc, _ = _load_toml(config)
+    doc, cfg_path = _load_toml(config)
     etl = doc.get("etl", {})
-    cfg_name = config or Path.cwd() / CONFIG_NAME
     sources, targets = doc.get("sources", {}), doc.get("targets", {})
 
     src = source or etl.get("source", DEFAULT_SOURCE)
@@ -142,7 +142,7 @@ def resolve(
         security_master=Path(master).expanduser() if master else None,
         holidays=Path(hol).expanduser() if hol else None,
         default_market=default_market,
-        unit_bytes=parse_size(unit, "--unit-size" if unit_size else f"config file {cfg_name}: unit_size in [etl]"),
+        unit_bytes=parse_size(unit, "--unit-size" if unit_size else f"config file {cfg_path}: unit_size in [etl]"),
     )
 
 

@@ -159,18 +159,25 @@ class _Read:
 SPILL_SHARE = 1 / 16
 
 
+def _reason_counts(rejects: pl.DataFrame) -> Counter:
+    return Counter(dict(rejects.group_by("reason").len().iter_rows()))
+
+
 @dataclass
 class _Rejects:
     """A unit's etl_rejects rows: in memory, or in an Arrow IPC stream under the staging directory."""
 
     frame: pl.DataFrame  # the rows, when not spilled
-    height: int
-    reasons: Counter
+    reasons: Counter  # rows by reason, spilled or not
     spill: Path | None = None
 
     @classmethod
     def of(cls, frame: pl.DataFrame) -> _Rejects:
-        return cls(frame, frame.height, Counter(dict(frame.group_by("reason").len().iter_rows())))
+        return cls(frame, _reason_counts(frame))
+
+    @property
+    def height(self) -> int:
+        return sum(self.reasons.values())
 
     def batches(self) -> Iterator[pl.DataFrame]:
         """The rows, a spilled file's at a time (as often as asked: a load may be retried as an upsert)."""
@@ -193,38 +200,34 @@ class _RejectSink:
 
     def __init__(self, path: Path, limit: int) -> None:
         self.path, self.limit = path, limit
-        self.parts: list[pl.DataFrame] = []
+        self.parts: list[pl.DataFrame] = []  # held until the limit is passed
         self.size = 0
         self.reasons: Counter = Counter()
-        self.height = 0
         self.writer: Any = None
 
     def add(self, part: pl.DataFrame) -> None:
         if part.height == 0:
             return
-        self.height += part.height
-        self.reasons.update(dict(part.group_by("reason").len().iter_rows()))
+        self.reasons.update(_reason_counts(part))
+        self.parts.append(part)
         if self.writer is None:
-            self.parts.append(part)
             self.size += part.estimated_size()
             if self.size <= self.limit:
                 return
             import pyarrow as pa
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pa.ipc.new_stream(str(self.path), part.to_arrow().schema)
-            pending, self.parts = self.parts, []
-        else:
-            pending = [part]
-        for p in pending:
+            self.writer = pa.ipc.new_stream(str(self.path), self.parts[0].to_arrow().schema)
+        for p in self.parts:
             self.writer.write_table(p.to_arrow())
+        self.parts = []
 
     def close(self) -> _Rejects:
         if self.writer is None:
             frame = pl.concat(self.parts) if self.parts else pl.DataFrame(schema=ETL_REJECTS.polars_schema())
-            return _Rejects(frame, self.height, self.reasons)
+            return _Rejects(frame, self.reasons)
         self.writer.close()
-        return _Rejects(pl.DataFrame(schema=ETL_REJECTS.polars_schema()), self.height, self.reasons, self.path)
+        return _Rejects(pl.DataFrame(schema=ETL_REJECTS.polars_schema()), self.reasons, self.path)
 
 
 @dataclass
