@@ -96,6 +96,7 @@ class BenchConfig:
     readme: Path | None = None
     keep_work: bool = False
     code: str | None = None  # a git revision to measure instead of the working tree
+    unit_size: str | None = None  # every measured `observer etl` run's --unit-size (None: the engine's default)
     command: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -131,6 +132,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m bench") -> 
     ap.add_argument("--code", default=None, metavar="REV",
                     help="measure the engine as committed at this git revision (e.g. HEAD), or 'worktree' for a frozen "
                          "copy of the working tree (default: the live working tree)")
+    ap.add_argument("--unit-size", default=None, metavar="SIZE",
+                    help="--unit-size of every measured observer etl run, e.g. 4MB (default: the engine's, "
+                         "128MB): the memory a run holds against its speed, measured side by side with the floors")
     ns = ap.parse_args(argv)
     targets = [t.strip() for t in ns.targets.split(",") if t.strip()]
     bad = [t for t in targets if t not in TARGETS]
@@ -144,8 +148,15 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m bench") -> 
     for flag, n in (("--baseline-lines", ns.baseline_lines), ("--incr-lines", ns.incr_lines)):
         if n < 1:
             ap.error(f"{flag} must be at least 1")
-    from staging.layout import unwritable  # late, like every engine import here: --help needs no Polars
+    # Late, like every engine import here: --help needs no Polars.
+    from engine.config import ConfigError, parse_size as parse_bytes
+    from staging.layout import unwritable
 
+    if ns.unit_size is not None:
+        try:
+            parse_bytes(ns.unit_size, "--unit-size")
+        except ConfigError as exc:
+            ap.error(str(exc))
     for flag, d in (("--out", ns.out), ("--cache", ns.cache)):
         problem = unwritable(d)
         if problem:
@@ -155,7 +166,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m bench") -> 
         sizes=ns.lines, repeat=ns.repeat, targets=targets, out=ns.out, cache=ns.cache, seed=ns.seed,
         baseline_lines=ns.baseline_lines, baseline_repeat=ns.baseline_repeat, incr_lines=ns.incr_lines,
         pg_url=ns.pg_url, baselines=not ns.no_baselines, readme=ns.readme, keep_work=ns.keep_work, code=ns.code,
-        command=shlex.join(shown),
+        unit_size=ns.unit_size, command=shlex.join(shown),
     )
 
 
@@ -307,8 +318,9 @@ def child_task(task: str, args: dict[str, Any]) -> tuple[list[str], str]:
     return argv, shlex.join(shown)
 
 
-def etl_task(source: Path, target: str, staging: Path) -> tuple[list[str], str]:
-    flags = ["--source", _rel(source), "--target", target, "--staging", _rel(staging), "--json"]
+def etl_task(source: Path, target: str, staging: Path, unit_size: str | None = None) -> tuple[list[str], str]:
+    flags = ["--source", _rel(source), "--target", target, "--staging", _rel(staging),
+             *(["--unit-size", unit_size] if unit_size else []), "--json"]
     # bench.child exec-module runs the CLI unchanged and records its peak RSS at exit.
     argv = [sys.executable, "-m", "bench.child", "exec-module", "cli", "etl", *flags]
     return argv, shlex.join(["observer", "etl", *flags])
@@ -843,7 +855,7 @@ class Bench:
         return r
 
     def _etl(self, archive: Path, url: str, staging: Path, nbytes: int) -> dict[str, Any]:
-        argv, shown = etl_task(archive, url, staging)
+        argv, shown = etl_task(archive, url, staging, self.cfg.unit_size)
         r = run_child(argv)
         r.update(lines=r["lines_read"], bytes=nbytes, command=shown)
         return r

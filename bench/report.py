@@ -283,6 +283,16 @@ def round_rows(results: dict[str, Any]) -> Iterator[tuple[str, ...]]:
                        f"{cached:.0%}" if isinstance(cached, (int, float)) else "–")
 
 
+def _unit_size_line(cfg: dict[str, Any]) -> list[str]:
+    """A line that says the runs were not measured at the engine's default unit size, if so."""
+    if not cfg.get("unit_size"):
+        return []
+    from engine.config import DEFAULT_UNIT_SIZE
+
+    return [f"Unit size: every `observer etl` run here commits at most {cfg['unit_size']} of new bytes at a time "
+            f"(`--unit-size`; the engine's default is {DEFAULT_UNIT_SIZE})  "]
+
+
 def markdown(results: dict[str, Any], heading: str = "##") -> str:
     cfg = results.get("config", {})
     out = [
@@ -290,6 +300,7 @@ def markdown(results: dict[str, Any], heading: str = "##") -> str:
         "",
         f"Command: `{results.get('command', '')}`  ",
         f"Run: {results.get('started_at')} → {results.get('finished_at') or 'running'}  ",
+        *_unit_size_line(cfg),
         f"Machine: {machine_line(results.get('machine', {}))}",
         "",
         _md_table(COLUMNS, list(rows(results))),

@@ -67,6 +67,7 @@ def _fs_type(path: Path) -> str:
         (["--lines", "1k", "--repeat", "0"], "--repeat must be at least 1"),
         (["--lines", "1k", "--targets", "mysql"], "unknown target(s) ['mysql']"),
         (["--lines", "1k", "--incr-lines", "0"], "--incr-lines must be at least 1"),
+        (["--lines", "1k", "--unit-size", "0"], "--unit-size '0' is not a size"),
         (["--lines", "1k", "--out", "/proc/results"], "--out /proc/results is not a writable directory"),
     ],
 )
@@ -119,15 +120,22 @@ def test_observer_bench_is_the_same_harness(tmp_path: Path) -> None:
     assert r.returncode == 0 and r.stdout.startswith("usage: observer bench") and "--lines" in r.stdout
     out = tmp_path / "out"
     argv = ["--lines", "20k", "--repeat", "1", "--targets", "sqlite", "--no-baselines", "--incr-lines", "2k",
-            "--out", str(out), "--cache", str(tmp_path / "cache")]
+            "--unit-size", "256KB", "--out", str(out), "--cache", str(tmp_path / "cache")]
     r = cli("bench", *argv)
     assert r.returncode == 0, r.stderr
     res = json.loads((out / "results.json").read_text())
     assert res["command"] == "observer bench " + " ".join(argv)
-    e2e = res["sizes"][0]["targets"]["sqlite"]["e2e"]
+    t = res["sizes"][0]["targets"]["sqlite"]
+    e2e = t["e2e"]
     _check_run(e2e)
     run = e2e["runs"][0]
     assert run["lines_read"] == run["loaded"] + run["duplicates"] + run["rejected"] > 0
+    # --unit-size reaches every measured run, and the end-to-end one really commits in such units.
+    measured = [r for m in ("e2e", "nothing_new", "incremental") for r in t[m]["runs"]]
+    assert {r["unit_bytes"] for r in measured} == {256 * 1024}
+    assert run["commits"] >= res["sizes"][0]["archive"]["jsonl_bytes"] / (256 * 1024) > 10
+    assert "--unit-size 256KB" in run["command"]
+    assert "Unit size: every `observer etl` run here commits at most 256KB" in (out / "results.md").read_text()
 
 
 def _check_run(stat: dict, lines_min: int = 1) -> None:
