@@ -525,10 +525,13 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
             left = [a + b for a, b in zip(left, vals)]
         walls = [v["e2e"]["seconds"]["median"] for v in size["targets"].values() if _ok(v.get("e2e"))]
         ax_stage.scatter(walls, names, marker="|", s=400, color="black", zorder=3, label="wall time")
+        # The empty 'other' segment's sticky left edge would end the axis exactly at the longest bar.
+        ax_stage.set_xlim(0, 1.05 * max([*left, *walls, 1e-9]))
         ax_stage.set_xlabel("stage seconds, stacked (parse overlaps load: may pass the wall time)")
         ax_stage.set_title(f"{size['label']} lines: where the time goes")
         ax_stage.legend(fontsize=7, ncols=7, loc="upper center", bbox_to_anchor=(0.5, -0.35))
-    fig.suptitle("observer-etl benchmark", fontsize=11)
+    unit = results.get("config", {}).get("unit_size")
+    fig.suptitle("observer-etl benchmark" + (f" (--unit-size {unit})" if unit else ""), fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
