@@ -285,6 +285,27 @@ def _scope_lock(staging: Path, scope: str, on_wait: Callable[[str], None]) -> It
         yield time.perf_counter() - t0 if told else 0.0
 
 
+def _reconcile_readable(staging: Path, scope: str, target: Target) -> list[str]:
+    """Settle the interrupted commits of every scope whose parts this run reads, before it reads any.
+
+    Scopes share partition directories: a killed run's uncommitted parts in them would otherwise count
+    as staged rows, and their lines as duplicates. An all-markets run reads every market's partitions
+    and holds the global lock exclusively, so no other scope's run is alive. A market's run reads its own
+    market's partitions, which only its scope and the all-markets scope write; no all-markets run can be
+    alive beside it, and the scope's lock keeps two markets' runs from settling that scope at once.
+    """
+    notes = reconcile(staging, scope, target)
+    if scope == "all":
+        for d in sorted((staging / "_manifest").glob("scope=*")):
+            if d.is_dir() and d.name != "scope=all":
+                notes += [f"{d.name}: {n}" for n in reconcile(staging, d.name.removeprefix("scope="), target)]
+    else:
+        with (staging / "_locks" / "scope=all.lock").open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            notes += [f"scope=all: {n}" for n in reconcile(staging, "all", target)]
+    return notes
+
+
 def _check_source(source: Path) -> None:
     if not source.exists():
         raise EtlError(f"the source archive '{source}' does not exist (set --source, or source in observer.toml)")
@@ -300,7 +321,10 @@ def _check_staging(staging: Path) -> None:
         raise EtlError(f"staging directory {staging} is not writable: {problem}")
 
 
-CRASH_POINTS = ("pending_begun", "parts_written", "pending_written", "db_committed", "promoted")
+CRASH_POINTS = (
+    "pending_begun", "parts_written", "pending_written", "db_committed", "manifest_promoted", "obsolete_removed",
+    "promoted",
+)
 
 
 def _crash_point(point: str, seq: int) -> None:
@@ -335,7 +359,7 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
         with _scope_lock(opts.staging, opts.scope, progress.note) as waited:
             if waited:
                 summary.warnings.append(f"waited {waited:.1f} s for another run on this staging directory to finish")
-            for note in reconcile(opts.staging, opts.scope, target):
+            for note in _reconcile_readable(opts.staging, opts.scope, target):
                 summary.warnings.append(f"recovered an interrupted commit: {note}")
             now = datetime.now(timezone.utc)
             ctx = normalize.Context(opts.default_market, master, holidays, now)
@@ -826,7 +850,7 @@ class _Runner:
                 staged.exception()  # never leave the thread writing after this commit has failed
         _crash_point("db_committed", self.seq)
         with _timed(self.summary, "stage"):
-            manifest.promote(self.staging, self.opts.scope, commit)
+            manifest.promote(self.staging, self.opts.scope, commit, lambda step: _crash_point(step, commit.seq))
         self.summary.commits = self.seq
         _crash_point("promoted", self.seq)
 

@@ -8,7 +8,7 @@ Commit order (the database decides): 1. record the commit's planned parts (``txn
 the parts, write the pending manifest; 2. commit the
 database transaction, which records ``(run, seq)`` in ``etl_runs``; 3. promote the pending manifest
 and delete obsolete parts. ``recover`` finishes or undoes an interrupted commit: a pending commit the
-database knows is promoted, any other is rolled back.
+database knows is promoted (whatever of the promote is left), any other is rolled back.
 """
 
 from __future__ import annotations
@@ -84,13 +84,21 @@ def finish_pending(staging: Path, scope: str, commit: PendingCommit, files: pl.D
     write_atomic(files.select(MANIFEST_SCHEMA.names()).cast(dict(MANIFEST_SCHEMA)), d / "files.parquet")
 
 
-def promote(staging: Path, scope: str, commit: PendingCommit) -> None:
-    """Step 3: the pending manifest becomes the manifest; obsolete parts go."""
+def promote(
+    staging: Path, scope: str, commit: PendingCommit, checkpoint: Callable[[str], None] = lambda step: None
+) -> None:
+    """Step 3: the pending manifest becomes the manifest; obsolete parts go. Idempotent: ``recover``
+    finishes a promote that was killed half-way (``checkpoint`` names each step, for the kill tests)."""
     d = scope_dir(staging, scope)
     pend = d / commit.name
-    os.replace(pend / "files.parquet", d / "files.parquet")
+    try:
+        os.replace(pend / "files.parquet", d / "files.parquet")
+    except FileNotFoundError:  # moved by the promote that was interrupted: it is in place already
+        pass
+    checkpoint("manifest_promoted")
     for rel in commit.obsolete:
         (staging / rel).unlink(missing_ok=True)
+    checkpoint("obsolete_removed")
     shutil.rmtree(pend, ignore_errors=True)
 
 
@@ -112,20 +120,33 @@ def recover(staging: Path, scope: str, is_committed: Callable[[str, int], bool])
             txn = json.loads(txn_path.read_text()) if txn_path.exists() else None
         except ValueError as exc:  # written whole and renamed into place: damaged outside a run
             raise StagingError(f"{txn_path} cannot be read ({exc})") from None
-        if not txn:  # crashed before step 1 named its parts: remove those named after its (run, seq)
-            _remove_unlisted_parts(staging, pend.name)
-            shutil.rmtree(pend, ignore_errors=True)
-            done.append(f"rolled back {pend.name}")
+        if not txn:
+            # Either step 1 had not named its parts yet, or a promote was removing the directory (its
+            # txn.json already gone): only the database can tell which.
+            if _committed_by_name(pend.name, is_committed):
+                shutil.rmtree(pend, ignore_errors=True)
+                done.append(f"completed {pend.name}")
+            else:  # remove the parts named after its (run, seq)
+                _remove_unlisted_parts(staging, pend.name)
+                shutil.rmtree(pend, ignore_errors=True)
+                done.append(f"rolled back {pend.name}")
             continue
         commit = PendingCommit(txn["run_id"], txn["seq"], txn["written"], txn["obsolete"])
-        # Without its pending manifest, step 1 was not finished: nothing of it reached the database.
-        if (pend / "files.parquet").exists() and is_committed(commit.run_id, commit.seq):
+        # The database decides. A commit it has is finished even if its pending manifest is gone (a
+        # promote killed after moving it); one it has not is undone.
+        if is_committed(commit.run_id, commit.seq):
             promote(staging, scope, commit)
             done.append(f"completed {pend.name}")
         else:
             rollback(staging, scope, commit)
             done.append(f"rolled back {pend.name}")
     return done
+
+
+def _committed_by_name(pending_name: str, is_committed: Callable[[str, int], bool]) -> bool:
+    """Whether the database has the commit a ``pending-<run>-<seq>`` directory is named after."""
+    run_id, _, seq = pending_name.removeprefix("pending-").rpartition("-")
+    return bool(run_id) and seq.isdigit() and is_committed(run_id, int(seq))
 
 
 def _remove_unlisted_parts(staging: Path, pending_name: str) -> None:

@@ -149,3 +149,60 @@ def test_kill_between_the_chunks_of_a_file(generated, target_url: str, second_ta
     assert spills(), "the kills left no spill file: the test would not test that the next run clears them"
     assert_agree(root, second_target, staging, want)
     assert spills() == []
+
+
+@pytest.mark.parametrize("with_txn", [True, False])
+def test_a_promote_killed_half_way_is_finished_not_undone(
+    with_txn: bool, generated, target_url: str, second_target: str, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """The database has the commit; the promote was killed after the manifest moved into place, or while
+    its pending directory was being removed (``txn.json`` gone, the directory not yet). The next run must
+    finish that promote: undoing it would delete parts whose rows the database holds."""
+    root, _ = generated
+    want = clean_state(root, target_url, tmp_path / "ref-stg")
+    staging = tmp_path / "stg"
+    r = cli("etl", "--source", str(root), "--target", second_target, "--staging", str(staging), "--json",
+            env={"OBSERVER_ETL_CRASH_AT": "obsolete_removed@3"})
+    assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr)
+    (pending,) = (staging / "_manifest").glob("*/pending-*")
+    assert not (pending / "files.parquet").exists()  # already the scope's manifest
+    if not with_txn:
+        (pending / "txn.json").unlink()
+    assert_agree(root, second_target, staging, want)
+
+
+def test_a_market_runs_killed_commit_is_settled_by_an_all_markets_run(
+    generated, target_url: str, second_target: str, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """Scopes share partition directories. A ``--market`` run killed with its parts written and its
+    commit not in the database must not leave those parts for an all-markets run to take as staged:
+    that run would count the lines as duplicates and never load them."""
+    root, _ = generated
+    want = clean_state(root, target_url, tmp_path / "ref-stg")
+    staging = tmp_path / "stg"
+    r = cli("etl", "--source", str(root), "--target", second_target, "--staging", str(staging), "--json",
+            "--market", "kr_stocks", env={"OBSERVER_ETL_CRASH_AT": "pending_written@1"})
+    assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr)
+    assert list((staging / "_manifest").glob("scope=kr_stocks/pending-*"))
+    assert_agree(root, second_target, staging, want)
+
+
+def test_an_all_markets_runs_killed_commit_is_settled_by_a_market_run(
+    generated, target_url: str, second_target: str, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """The other way round: an all-markets run killed mid-commit, then only ``--market`` runs."""
+    root, _ = generated
+    r = cli("etl", "--source", str(root), "--target", target_url, "--staging", str(tmp_path / "ref-stg"), "--json",
+            "--market", "kr_stocks")
+    assert r.returncode == 0, r.stderr
+    want = db_snapshot(target_url), staged_snapshot(tmp_path / "ref-stg")
+    staging = tmp_path / "stg"
+    r = cli("etl", "--source", str(root), "--target", second_target, "--staging", str(staging), "--json",
+            env={"OBSERVER_ETL_CRASH_AT": "pending_written@1"})
+    assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr)
+    r = cli("etl", "--source", str(root), "--target", second_target, "--staging", str(staging), "--json",
+            "--market", "kr_stocks")
+    assert r.returncode == 0, r.stderr
+    assert db_snapshot(second_target) == want[0]
+    assert staged_snapshot(staging) == want[1]
+    assert not list((staging / "_manifest").glob("*/pending-*")), "a pending commit was left behind"
