@@ -241,7 +241,8 @@ def normalize_swing(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
         ("test_row", _is_test_row("source", "session")),
         ("missing_field", pl.any_horizontal(pl.col("ts", "symbol", "_close", "volume").is_null())),
         ("bad_symbol", ~pl.col("symbol").str.contains(SYMBOL_PATTERN).fill_null(False)),
-        ("bad_market", ~pl.col("market").str.contains(MARKET_PATTERN).fill_null(False)),  # none: the default
+        # A market that is there must name a directory; none at all takes the default (_assign_market).
+        ("bad_market", pl.col("market").is_not_null() & ~pl.col("market").str.contains(MARKET_PATTERN)),
         ("bad_timestamp", pl.col("snap_time").is_null()),
         (
             "bad_price",

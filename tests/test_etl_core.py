@@ -127,6 +127,20 @@ def test_accepted_shapes(tmp_path: Path, target_url: str) -> None:
     assert [(str(d), q) for d, q in snap] == [("2026-01-22", "out_of_hours")]  # 07:29 KST
 
 
+def test_a_snapshot_without_a_market_takes_the_default(tmp_path: Path, target_url: str) -> None:
+    """A swing line with no ``market`` (absent or null) is no bad market: it takes the configured default,
+    as a tick does (the design's order: security master, the record's own market, the default)."""
+    src = tmp_path / "a"
+    missing = json.loads(swing(symbol="000660"))
+    del missing["market"]
+    write_lines(src / "assets/swing/20260130.jsonl",
+                [swing(), json.dumps(missing), swing(symbol="035420", market=None)])
+    s = run(src, target_url, tmp_path / "stg").to_dict()
+    assert s["rejected"] == 0 and s["loaded"] == 3, s["rejects_by_reason"]
+    got = rows(target_url, "SELECT symbol, market FROM swing_snapshots ORDER BY symbol")
+    assert [tuple(r) for r in got] == [("000660", "kr_stocks"), ("005930", "kr_stocks"), ("035420", "kr_stocks")]
+
+
 def test_a_listed_holiday_flags_its_rows_non_trading_day(tmp_path: Path) -> None:
     """--holidays: one date a line, comments allowed, as Excel or Notepad save it (BOM, CRLF)."""
     src = tmp_path / "a"
