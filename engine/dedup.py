@@ -4,10 +4,14 @@ A key's winner is the copy with the smallest ``winner_order`` (received first; t
 the result never depends on how the archive was split into runs. Comparing with the staged
 partition is a vectorized anti-join (new keys) and inner join (a copy that beats the loaded one).
 
-Ticks are matched on ``(symbol, trade_date, exchange time, acc_volume)``, the exchange time being
-NULL (and NULLs equal) for lines that carry none: their ``event_time`` is the receive time of the
-winning copy, so when an earlier-received copy wins later, the row's primary key moves (a delete and
-an insert). ``tick_volume`` is recomputed from each symbol's first new trade on, so a late trade also
+Ticks are matched on ``(symbol, trade_date, acc_volume)``: the day's cumulative volume rises with
+every trade, so it names one trade of a symbol's day, whether a copy carries the exchange time or not
+(a v0 line, a null ``execution_time``). A copy with the exchange time beats one without; among those
+alike the earliest received wins. A row's ``event_time`` (part of the primary key) is the winner's:
+its exchange time, else its receive time, so when a better copy wins later the row's primary key
+moves (a delete and an insert). Matching on the contract's key with the exchange time in it let a
+copy without one and a copy with one become two rows whose primary keys could be equal (the receive
+second being the exchange second): staging held both, and PostgreSQL's upsert failed on every run. ``tick_volume`` is recomputed from each symbol's first new trade on, so a late trade also
 updates its successor; a staged row that changes is rewritten with the other rows of its part only.
 """
 
@@ -22,8 +26,6 @@ import polars as pl
 
 from schemas.tables import SCALP_TICKS, Table
 from staging.layout import PART_INDEX, part_files, partition_dir, read_parts, with_partition_columns
-
-_DK_TIME = "_dk_time"
 
 
 @dataclass
@@ -43,18 +45,12 @@ class PartitionDelta:
 
 
 def dedup_key(table: Table) -> list[str]:
-    """The columns two copies of one record share (the primary key, but for ticks without exchange time)."""
+    """The columns two copies of one record share: the primary key, but for ticks without the time, which
+    differs between a copy that carries the exchange time and one that does not. A subset of the primary
+    key, so winners that differ in it never share a primary key."""
     if table is SCALP_TICKS:
-        return ["symbol", "trade_date", _DK_TIME, "acc_volume"]
+        return ["symbol", "trade_date", "acc_volume"]
     return list(table.key)
-
-
-def with_dedup_key(df: pl.DataFrame, table: Table) -> pl.DataFrame:
-    if table is SCALP_TICKS:
-        return df.with_columns(
-            pl.when(pl.col("time_source") == "exchange").then(pl.col("event_time")).alias(_DK_TIME)
-        )
-    return df
 
 
 def winners_in_batch(df: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, int]:
@@ -67,10 +63,9 @@ def winners_in_batch(df: pl.DataFrame, table: Table) -> tuple[pl.DataFrame, int]
     if df.height == 0:
         return df, 0
     dk = dedup_key(table)
-    keyed = with_dedup_key(df, table)
-    order = keyed.select(pl.arg_sort_by([*dk, *table.winner_order], nulls_last=True)).to_series()
+    order = df.select(pl.arg_sort_by([*dk, *table.winner_order], nulls_last=True)).to_series()
     first = (
-        keyed.select(dk)[order]
+        df.select(dk)[order]
         .select((pl.int_range(pl.len()) == 0) | pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in dk))
         .to_series()
     )
@@ -121,8 +116,6 @@ def resolve_partition(
         if compact
         else read_parts(files, table, stored, part_index=True)
     )
-    staged = with_dedup_key(staged, table)
-    batch = with_dedup_key(batch, table)
     deletes = pl.DataFrame(schema=table.polars_schema(list(table.key)))
 
     if staged.height == 0:
@@ -153,9 +146,9 @@ def resolve_partition(
     rewrite: pl.DataFrame | None = None
     obsolete: list[Path] = []
     if files and (all_updates.height or compact):
-        replaced = with_dedup_key(all_updates, table).select(dk)
+        replaced = all_updates.select(dk)
         touched = list(range(len(files))) if compact else _parts_holding(staged, replaced, dk)
-        rest = with_dedup_key(parts.rows(touched), table).join(replaced, on=dk, how="anti", nulls_equal=True)
+        rest = parts.rows(touched).join(replaced, on=dk, how="anti", nulls_equal=True)
         rewrite = pl.concat([rest.select(cols), all_updates, inserts]).sort(list(table.key))
         obsolete = [files[i] for i in touched]
     return PartitionDelta(table, market, day, inserts, all_updates, deletes, loaded, dups, rewrite, obsolete)

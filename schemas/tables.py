@@ -324,7 +324,8 @@ SCALP_TICKS = Table(
     ),
     key=("symbol", "trade_date", "event_time", "acc_volume"),
     indexes=(("event_time",),),  # symbol + time queries use the key (symbol, trade_date, event_time, ...)
-    winner_order=("recv_time", "source_file", "source_line"),
+    # A copy with the exchange time first ('exchange' < 'receive'), then the earliest received.
+    winner_order=("time_source", "recv_time", "source_file", "source_line"),
     partition_by=("market", "trade_date"),
     source_type="scalp",
 )

@@ -127,6 +127,51 @@ def test_accepted_shapes(tmp_path: Path, target_url: str) -> None:
     assert [(str(d), q) for d, q in snap] == [("2026-01-22", "out_of_hours")]  # 07:29 KST
 
 
+def test_a_trade_with_and_without_its_exchange_time_is_one_row(tmp_path: Path, target_url: str) -> None:
+    """One trade, once without ``execution_time`` (received in the trade's second) and once with it: one
+    record (the cumulative volume names the trade), the copy with the exchange time winning. Keyed on the
+    exchange time, they were two records with one primary key: staging held both, the database one, and
+    PostgreSQL's upsert failed on every run. In one run or in two, either order, the same database."""
+    files = {
+        "ws": ("assets/scalp/20260130_13.jsonl", [tick(ts="2026-01-30T13:05:12.3+09:00", execution_time=None, acc=1000)]),
+        "manual": ("assets/scalp/20260130.jsonl", [
+            tick(ts="2026-01-30T13:05:40+09:00", execution_time="130512", acc=1000, session="live_scalp_test"),
+            tick(ts="2026-01-30T13:05:41+09:00", execution_time="130513", acc=1500, session="live_scalp_test"),
+        ]),
+    }
+    cleanup = []
+    want = None
+    try:
+        for n, runs in enumerate(([["ws", "manual"]], [["ws"], ["manual"]], [["manual"], ["ws"]])):
+            src, stg, url = tmp_path / f"a{n}", tmp_path / f"stg{n}", target_url
+            if n and target_url.startswith("sqlite"):
+                url = f"sqlite:///{tmp_path / f't{n}.db'}"
+            elif n:
+                from tests.conftest import pg_database_url
+
+                cleanup.append(pg_database_url())
+                url = next(cleanup[-1])
+            summaries = []
+            for names in runs:
+                for name in names:
+                    write_lines(src / files[name][0], files[name][1])
+                summaries.append(run(src, url, stg).to_dict())
+            assert sum(x["loaded"] + x["duplicates"] for x in summaries) == 3
+            assert all(x["warnings"] == [] for x in summaries), [x["warnings"] for x in summaries]
+            got = rows(url, "SELECT acc_volume, time_source, tick_volume, source_file FROM scalp_ticks ORDER BY 1")
+            assert [tuple(r) for r in got] == [
+                (1000, "exchange", None, files["manual"][0]), (1500, "exchange", 500, files["manual"][0]),
+            ]
+            snap = db_snapshot(url)["scalp_ticks"], staged_snapshot(stg)["scalp_ticks"]
+            assert len(snap[1]) == 2
+            want = want or snap
+            assert snap == want
+    finally:
+        for gen in cleanup:
+            for _ in gen:
+                pass
+
+
 def test_a_snapshot_without_a_market_takes_the_default(tmp_path: Path, target_url: str) -> None:
     """A swing line with no ``market`` (absent or null) is no bad market: it takes the configured default,
     as a tick does (the design's order: security master, the record's own market, the default)."""
