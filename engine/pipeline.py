@@ -32,7 +32,7 @@ from engine.config import ConfigError, RunOptions, load_holidays, load_security_
 from engine.load import Target, TargetError, error_line, is_key_conflict, parse_target
 from engine.watermark import reconcile, watermark_rows
 from schemas.records import Kind
-from schemas.tables import DATA_TABLES, ETL_REJECTS, MARKET_UNIVERSE, SCALP_TICKS, SWING_SNAPSHOTS, Table
+from schemas.tables import DATA_TABLES, ETL_REJECTS, ETL_WATERMARK, MARKET_UNIVERSE, SCALP_TICKS, SWING_SNAPSHOTS, Table
 from staging import manifest
 from staging.layout import StagingError, partition_dir, spill_dir, unwritable, write_part
 
@@ -245,6 +245,7 @@ class _Prepared:
     held_back: int
     lines_in_unit: int
     timings: Counter
+    watermark: pl.DataFrame  # etl_watermark rows: the newest instant and file of every valid line, per market
 
 
 @dataclass
@@ -644,16 +645,25 @@ class _Runner:
             del rng, dec  # free this file's bytes before the next file is read, not after
         reject_rows = reject_sink.close()
         rows, dups, other = None, 0, 0
+        watermark = pl.DataFrame(schema=ETL_WATERMARK.polars_schema())
         if lines_in_unit:  # (a unit whose every line was rejected has no rows, but commits its rejects)
             rows = pl.concat(row_parts) if row_parts else pl.DataFrame(schema=TABLE_OF[kind].polars_schema())
             if self.opts.market is not None:
                 in_scope = rows.filter(pl.col("market") == self.opts.market)
                 rows, other = in_scope, rows.height - in_scope.height
+            # Of every valid line, the copies that will lose included: which copy of a record wins can
+            # change with a later run, and a mark taken from the winners would then depend on how the
+            # archive was split into runs (and it never moves back).
+            watermark = watermark_rows(
+                rows, TABLE_OF[kind].source_type or kind.value, TIME_COL[kind], self.summary.run_id,
+                self.ctx.etl_timestamp,
+            )
             t = time.perf_counter()
             rows, dups = dedup.winners_in_batch(rows, TABLE_OF[kind])
             timings["dedup"] += time.perf_counter() - t
         return _Prepared(
-            unit, kind, list(manifest_rows.values()), nbytes, rows, dups, other, reject_rows, held_back, lines_in_unit, timings
+            unit, kind, list(manifest_rows.values()), nbytes, rows, dups, other, reject_rows, held_back, lines_in_unit,
+            timings, watermark,
         )
 
     def _finish(self, p: _Prepared) -> None:
@@ -681,13 +691,9 @@ class _Runner:
         counts.rejected += p.rejects.height
         counts.lines_read += p.rejects.height + loaded + dups
         self.summary.reasons.update(p.rejects.reasons)
-        wm = watermark_rows(
-            pl.concat([d.inserts for d in deltas] + [d.updates for d in deltas]) if deltas else batch.clear(),
-            table.source_type or p.kind.value, TIME_COL[p.kind], self.summary.run_id, self.ctx.etl_timestamp,
-        )
         reread = [r.file.rel for r in p.unit if r.restart]
         try:  # the commit records the counts with this unit in them (etl_runs.commits and counters)
-            self._commit(deltas, p.rejects, wm, p.manifest_rows, reread=reread)
+            self._commit(deltas, p.rejects, p.watermark, p.manifest_rows, reread=reread)
         except BaseException:
             # A unit that did not commit is not counted: a failed run's etl_runs row says what its tables hold.
             self.summary.kinds[p.kind.value], self.summary.reasons = kept

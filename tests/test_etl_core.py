@@ -172,6 +172,28 @@ def test_a_trade_with_and_without_its_exchange_time_is_one_row(tmp_path: Path, t
                 pass
 
 
+def test_the_watermark_does_not_depend_on_which_copy_was_seen_first(tmp_path: Path) -> None:
+    """One trade in the hour file (received 14:59:50.5, the winner) and in the daily file (received
+    15:05:00, read first when each file is its own unit, or in a run of its own). The watermark is the
+    newest instant of every valid line read, so one run, small units and two runs agree; taken from
+    each commit's winners it kept the loser's 15:05 whenever the loser was loaded first."""
+    hourly = tick(ts="2026-01-30T14:59:50.5+09:00", execution_time="145950", acc=1000)
+    manual = tick(ts="2026-01-30T15:05:00+09:00", execution_time="145950", acc=1000, session="live_scalp_test")
+    files = [("assets/scalp/20260130.jsonl", manual), ("assets/scalp/20260130_14.jsonl", hourly)]
+    query = "SELECT source_type, market, last_processed_ts, last_processed_file FROM etl_watermark"
+    got = []
+    for name, unit_bytes, runs in (("one", None, [files]), ("units", 300, [files]), ("runs", None, [files[:1], files[1:]])):
+        src, url = tmp_path / name, f"sqlite:///{tmp_path / f'{name}.db'}"
+        for batch in runs:
+            for rel, line in batch:
+                write_lines(src / rel, [line])
+            run(src, url, tmp_path / f"{name}-stg", **({"unit_bytes": unit_bytes} if unit_bytes else {}))
+        got.append((rows(url, query), rows(url, "SELECT recv_time, source_file FROM scalp_ticks")))
+    assert got[0] == got[1] == got[2]
+    assert str(got[0][0][0][2]).startswith("2026-01-30T06:05:00")  # 15:05 KST: the newest line read
+    assert got[0][1][0][1] == "assets/scalp/20260130_14.jsonl"  # the winner: the earlier-received copy
+
+
 def test_a_snapshot_without_a_market_takes_the_default(tmp_path: Path, target_url: str) -> None:
     """A swing line with no ``market`` (absent or null) is no bad market: it takes the configured default,
     as a tick does (the design's order: security master, the record's own market, the default)."""
