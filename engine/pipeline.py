@@ -759,9 +759,9 @@ class _Runner:
                 schema=ETL_REJECTS.polars_schema(),
             )
             return _Doc(f, row, None, rej)
-        if self.opts.market is not None:
+        day = result["date"][0] if result.height else f.file_date  # the document's date, before any filter
+        if self.opts.market is not None:  # none of this market's symbols: its membership that day is empty
             result = result.filter(pl.col("market") == self.opts.market)
-        day = result["date"][0] if result.height else f.file_date
         return _Doc(f, row, (day, result), None)
 
     def _commit_universe(self, batch: list[_Doc]) -> None:

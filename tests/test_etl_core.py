@@ -194,6 +194,26 @@ def test_the_watermark_does_not_depend_on_which_copy_was_seen_first(tmp_path: Pa
     assert got[0][1][0][1] == "assets/scalp/20260130_14.jsonl"  # the winner: the earlier-received copy
 
 
+def test_a_market_run_puts_a_universe_document_on_its_own_date(tmp_path: Path) -> None:
+    """A document with none of a market's symbols empties that market's membership on the date the
+    document names, not on its file name's date, where another document put the market's symbols."""
+    src = tmp_path / "a"
+    (src / "universe").mkdir(parents=True)
+
+    def doc(name: str, day: str, symbols: list[str]) -> None:
+        (src / "universe" / name).write_text(json.dumps(
+            {"metadata": {"date": day, "market": "kr_stocks", "count": len(symbols)}, "symbols": symbols}))
+
+    doc("20260129_kr_stocks.json", "2026-01-30", ["005930", "000660"])
+    doc("20260130_kr_stocks.json", "2026-02-02", ["000660"])
+    master = tmp_path / "master.csv"
+    master.write_text("symbol,market\n005930,KOSPI\n000660,KOSDAQ\n")
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    run(src, url, tmp_path / "stg", market="KOSPI", security_master=master)
+    got = rows(url, "SELECT symbol, market, date FROM market_universe")
+    assert [(r[0], r[1], str(r[2])) for r in got] == [("005930", "KOSPI", "2026-01-30")]
+
+
 def test_a_snapshot_without_a_market_takes_the_default(tmp_path: Path, target_url: str) -> None:
     """A swing line with no ``market`` (absent or null) is no bad market: it takes the configured default,
     as a tick does (the design's order: security master, the record's own market, the default)."""
