@@ -1,17 +1,18 @@
 """Deduplicate on the idempotency keys: first within the batch, then against the staged partition.
 
-A key's winner is the copy with the smallest ``winner_order`` (received first; ties: file, line), so
-the result never depends on how the archive was split into runs. Comparing with the staged
-partition is a vectorized anti-join (new keys) and inner join (a copy that beats the loaded one).
+A key's winner is the copy with the smallest ``winner_order`` (ticks: a copy with the exchange time,
+then received first; ties: file, line), so the result never depends on how the archive was split into
+runs. Comparing with the staged partition is a vectorized anti-join (new keys) and inner join (a copy
+that beats the loaded one).
 
 Ticks are matched on ``(symbol, trade_date, acc_volume)``: the day's cumulative volume rises with
 every trade, so it names one trade of a symbol's day, whether a copy carries the exchange time or not
-(a v0 line, a null ``execution_time``). A copy with the exchange time beats one without; among those
-alike the earliest received wins. A row's ``event_time`` (part of the primary key) is the winner's:
-its exchange time, else its receive time, so when a better copy wins later the row's primary key
-moves (a delete and an insert). Matching on the contract's key with the exchange time in it let a
-copy without one and a copy with one become two rows whose primary keys could be equal (the receive
-second being the exchange second): staging held both, and PostgreSQL's upsert failed on every run. ``tick_volume`` is recomputed from each symbol's first new trade on, so a late trade also
+(a v0 line, a null ``execution_time``). A row's ``event_time`` (part of the primary key) is the
+winner's: its exchange time, else its receive time, so when a better copy wins later the row's
+primary key moves (a delete and an insert). Matching on the contract's key, with the exchange time in
+it, let a copy without one and a copy with one become two rows whose primary keys could be equal (the
+receive second being the exchange second): staging held both, and PostgreSQL's upsert failed on
+every run. ``tick_volume`` is recomputed from each symbol's first new trade on, so a late trade also
 updates its successor; a staged row that changes is rewritten with the other rows of its part only.
 """
 
