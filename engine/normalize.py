@@ -103,6 +103,19 @@ def _is_test_row(source: str, session: str) -> pl.Expr:
     return cond.fill_null(False)
 
 
+# Instants this archive can hold: KST 2000-01-01 up to 2100-01-01 (the Observer collects from 2026). A
+# fixed range, not the clock, so the result never depends on when a run happens. Outside it a line is a
+# bad_timestamp: a year 10000 has no Python date to partition by, a year 0 no text SQLite stores, and a
+# year 9999 would set a watermark that never moves back.
+_FIRST_INSTANT = datetime(1999, 12, 31, 15, tzinfo=timezone.utc)
+_END_INSTANT = datetime(2099, 12, 31, 15, tzinfo=timezone.utc)
+
+
+def _out_of_range(instant: pl.Expr) -> pl.Expr:
+    """True where an instant is present and outside the archive's range."""
+    return (instant.is_not_null() & ~instant.is_between(_FIRST_INSTANT, _END_INSTANT, closed="left")).fill_null(False)
+
+
 def _not_int(x: pl.Expr) -> pl.Expr:
     """True where a decoded number is present but not an exact integer."""
     return (x.is_not_null() & ((x != x.floor()) | (x.abs() >= _MAX_EXACT) | x.is_nan())).fill_null(False)
@@ -189,7 +202,10 @@ def normalize_scalp(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
             pl.any_horizontal(pl.col("timestamp", "symbol", "_price", "_acc").is_null()),
         ),
         ("bad_symbol", ~pl.col("symbol").str.contains(SYMBOL_PATTERN).fill_null(False)),
-        ("bad_timestamp", pl.col("recv_time").is_null() | (et.is_not_null() & ~_valid_hhmmss(et))),
+        (
+            "bad_timestamp",
+            pl.col("recv_time").is_null() | _out_of_range(pl.col("recv_time")) | (et.is_not_null() & ~_valid_hhmmss(et)),
+        ),
         (
             "bad_price",
             _not_int(pl.col("_price"))
@@ -243,7 +259,7 @@ def normalize_swing(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
         ("bad_symbol", ~pl.col("symbol").str.contains(SYMBOL_PATTERN).fill_null(False)),
         # A market that is there must name a directory; none at all takes the default (_assign_market).
         ("bad_market", pl.col("market").is_not_null() & ~pl.col("market").str.contains(MARKET_PATTERN)),
-        ("bad_timestamp", pl.col("snap_time").is_null()),
+        ("bad_timestamp", pl.col("snap_time").is_null() | _out_of_range(pl.col("snap_time"))),
         (
             "bad_price",
             _not_int(pl.col("_close"))

@@ -53,6 +53,11 @@ REJECT_CASES = {
         (SCALP, tick(execution_time="256199")),
         (SCALP, tick(execution_time="2026-01-30T13:05:12")),
         ("assets/swing/20260130.jsonl", swing(ts="yesterday")),
+        # outside KST 2000-2099: no date to partition by, no text SQLite stores, a watermark stuck in 9999
+        (SCALP, tick(ts="9999-12-31T15:00:00+00:00")),
+        (SCALP, tick(ts="0001-01-01T00:00:00+09:00")),
+        (SCALP, tick(ts="0001-01-01T00:00:01+09:00")),
+        ("assets/swing/20260130.jsonl", swing(ts="1999-12-31T23:59:59+09:00")),
     ],
     "bad_price": [(SCALP, tick(price=0)), (SCALP, tick(price=-5)), (SCALP, tick(price=70100.5))],
     "bad_volume": [
