@@ -79,6 +79,8 @@ def _load_toml(path: Path | None) -> tuple[dict, Path]:
         doc = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {cfg_path} is not valid TOML: {exc}") from None
+    except OSError as exc:  # a directory, no permission to read it
+        raise ConfigError(f"config file {cfg_path} cannot be read: {exc.strerror or exc}") from None
     _check_keys(cfg_path, doc)
     return doc, cfg_path
 

@@ -307,6 +307,26 @@ def _reconcile_readable(staging: Path, scope: str, target: Target) -> list[str]:
     return notes
 
 
+def _check_staging_belongs_to(opts: RunOptions, target: Target, shown: str) -> None:
+    """Stop if the scope's manifest records a commit the target does not have.
+
+    The manifest says which bytes are loaded; a run trusts it and reads on from there. Pointed at
+    another database (a new --target with the same, or the default, staging directory), the run would
+    read nothing new and load nothing, successfully. After ``reconcile`` a manifest and its own
+    database agree, so its newest commit must be in ``etl_runs``.
+    """
+    files = manifest.load(opts.staging, opts.scope)
+    if files.height == 0:
+        return
+    run_id, seq = files.select("run_id", "commit_seq").sort("run_id", "commit_seq").row(-1)
+    if target.committed_seq(run_id) < seq:
+        raise EtlError(
+            f"the staging directory {opts.staging} belongs to another database: {shown} does not have its "
+            f"commit {seq} of run {run_id}; give this target a staging directory of its own (--staging), "
+            "or use the target that staging was loaded into"
+        )
+
+
 def _check_source(source: Path) -> None:
     if not source.exists():
         raise EtlError(f"the source archive '{source}' does not exist (set --source, or source in observer.toml)")
@@ -362,6 +382,7 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
                 summary.warnings.append(f"waited {waited:.1f} s for another run on this staging directory to finish")
             for note in _reconcile_readable(opts.staging, opts.scope, target):
                 summary.warnings.append(f"recovered an interrupted commit: {note}")
+            _check_staging_belongs_to(opts, target, target_url.redacted)
             now = datetime.now(timezone.utc)
             ctx = normalize.Context(opts.default_market, master, holidays, now)
             runner = _Runner(opts, target, ctx, summary, progress)  # reads the manifest

@@ -91,6 +91,26 @@ def test_observer_toml_mistakes_stop_the_run(small_archive: Path, tmp_path: Path
     assert not (tmp_path / "trading.db").exists() and not (tmp_path / "elsewhere.db").exists()
 
 
+def test_a_config_path_that_cannot_be_read_is_one_sentence(small_archive: Path, tmp_path: Path) -> None:
+    r = cli("etl", "--source", str(small_archive), "--config", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr
+    assert r.stderr.strip() == f"error: config file {tmp_path} cannot be read: Is a directory"
+
+
+def test_a_staging_directory_of_another_database_stops_the_run(small_archive: Path, tmp_path: Path) -> None:
+    """A new --target with the same (or the default) staging directory: its manifest says every line is
+    loaded, so the run would load nothing into the new database and succeed. It stops in one sentence."""
+    first, second, stg = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db", tmp_path / "s"
+    assert cli("etl", "--source", str(small_archive), "--target", first, "--staging", str(stg)).returncode == 0
+    r = cli("etl", "--source", str(small_archive), "--target", second, "--staging", str(stg))
+    assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"the staging directory {stg} belongs to another database: {second} does not have its commit" in r.stderr
+    assert rows(second, "SELECT count(*) FROM etl_runs") == [(0,)]
+    again = cli("etl", "--source", str(small_archive), "--target", first, "--staging", str(stg), "--json")
+    assert again.returncode == 0 and '"lines_read": 0' in again.stdout
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
