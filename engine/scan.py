@@ -114,7 +114,7 @@ def discover(root: Path) -> tuple[list[ArchiveFile], list[str]]:
     """
     found: list[ArchiveFile] = []
     unknown: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_unreadable):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel_dir = os.path.relpath(dirpath, root)
         dir_parts = () if rel_dir == "." else tuple(Path(rel_dir).parts)
@@ -133,6 +133,12 @@ def discover(root: Path) -> tuple[list[ArchiveFile], list[str]]:
             kind, series, fdate, sort_key = info
             found.append(ArchiveFile(path, rel, kind, series, fdate, sort_key, st.st_size, st.st_mtime_ns))
     return found, unknown
+
+
+def _unreadable(exc: OSError) -> None:
+    """A folder of the archive that cannot be listed stops the run: skipped, its files would be missing
+    from the database with the run reported as a success."""
+    raise exc
 
 
 def newest_of_series(files: list[ArchiveFile]) -> set[str]:

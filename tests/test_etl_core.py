@@ -219,6 +219,29 @@ def test_a_market_run_puts_a_universe_document_on_its_own_date(tmp_path: Path) -
     assert [(r[0], r[1], str(r[2])) for r in got] == [("005930", "KOSPI", "2026-01-30")]
 
 
+def test_a_folder_of_the_archive_that_cannot_be_listed_stops_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """os.walk skips a folder it cannot list unless told otherwise: a swing folder without read
+    permission loaded nothing, and the run succeeded. (Root lists everything, so the refusal is made.)"""
+    from engine.pipeline import EtlError
+
+    src = tmp_path / "a"
+    write_lines(src / SCALP, [tick(acc=1, execution_time="130512")])
+    write_lines(src / "assets/swing/20260130.jsonl", [swing()])
+    listed = os.scandir
+
+    def scandir(path):  # type: ignore[no-untyped-def]
+        if Path(path).name == "swing":
+            raise PermissionError(13, "Permission denied", str(path))
+        return listed(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    with pytest.raises(EtlError, match=r"could not read or write \(Permission denied: .*/assets/swing\)"):
+        run(src, url, tmp_path / "stg")
+
+
 def test_a_snapshot_without_a_market_takes_the_default(tmp_path: Path, target_url: str) -> None:
     """A swing line with no ``market`` (absent or null) is no bad market: it takes the configured default,
     as a tick does (the design's order: security master, the record's own market, the default)."""
