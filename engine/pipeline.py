@@ -264,7 +264,10 @@ def _scope_lock(staging: Path, scope: str, on_wait: Callable[[str], None]) -> It
 
     Yields the seconds spent waiting for another run; ``on_wait`` hears, once, that the run waits."""
     lock_dir = staging / "_locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a file where the folder belongs
+        raise StagingError(f"{lock_dir} cannot be used as the lock folder ({exc.strerror or exc})") from None
     t0 = time.perf_counter()
     told = False
 
@@ -328,6 +331,8 @@ def _check_staging_belongs_to(opts: RunOptions, target: Target, shown: str) -> N
 
 
 def _check_source(source: Path) -> None:
+    if not _utf8(str(source)):
+        raise EtlError(f"the source archive path {str(source)!r} is not valid UTF-8: rename it, or use a link that is")
     if not source.exists():
         raise EtlError(f"the source archive '{source}' does not exist (set --source, or source in observer.toml)")
     if not source.is_dir():
@@ -352,6 +357,15 @@ def _crash_point(point: str, seq: int) -> None:
     """Test hook for the kill -9 matrix: ``OBSERVER_ETL_CRASH_AT=<point>@<seq>`` kills the process there."""
     if os.environ.get("OBSERVER_ETL_CRASH_AT") == f"{point}@{seq}":
         os.kill(os.getpid(), 9)
+
+
+def _utf8(text: str) -> bool:
+    """Whether a path (as Python decodes file names: undecodable bytes as surrogates) is valid UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def new_run_id() -> str:

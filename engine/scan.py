@@ -11,6 +11,7 @@ finding the files, which a run with nothing new does, needs neither (~0.25 s of 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -129,6 +130,10 @@ def discover(root: Path) -> tuple[list[ArchiveFile], list[str]]:
             if info is None:
                 unknown.append(rel)
                 continue
+            try:  # every table stores the path as text: a name that is not UTF-8 cannot be recorded
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                raise OSError(errno.EILSEQ, "the file's name is not valid UTF-8; rename it", str(path)) from None
             st = os.stat(os.path.join(dirpath, fname))
             kind, series, fdate, sort_key = info
             found.append(ArchiveFile(path, rel, kind, series, fdate, sort_key, st.st_size, st.st_mtime_ns))

@@ -97,6 +97,32 @@ def test_a_config_path_that_cannot_be_read_is_one_sentence(small_archive: Path, 
     assert r.stderr.strip() == f"error: config file {tmp_path} cannot be read: Is a directory"
 
 
+def test_paths_that_cannot_be_recorded_or_used_are_one_sentence(small_archive: Path, tmp_path: Path) -> None:
+    """A name that is not UTF-8 (the source, or a folder inside it) cannot be stored as text in any table;
+    a file where the staging's lock folder belongs cannot be locked. Each was a traceback."""
+    import shutil
+
+    url = f"sqlite:///{tmp_path}/t.db"
+    bad = tmp_path / os.fsdecode(b"src\xff")
+    shutil.copytree(small_archive, bad)
+    r = cli("etl", "--source", str(bad), "--target", url, "--staging", str(tmp_path / "s1"))
+    assert r.returncode == 2 and "is not valid UTF-8: rename it" in r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+
+    archive = tmp_path / "a"
+    shutil.copytree(small_archive, archive)
+    shutil.copytree(small_archive / "assets", archive / os.fsdecode(b"old\xff") / "assets")
+    r = cli("etl", "--source", str(archive), "--target", url, "--staging", str(tmp_path / "s2"))
+    assert r.returncode == 2 and "the file's name is not valid UTF-8; rename it" in r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+
+    (tmp_path / "s3").mkdir()
+    (tmp_path / "s3" / "_locks").write_text("")
+    r = cli("etl", "--source", str(small_archive), "--target", url, "--staging", str(tmp_path / "s3"))
+    assert r.returncode == 2 and f"{tmp_path / 's3' / '_locks'} cannot be used as the lock folder" in r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+
+
 def test_a_staging_directory_of_another_database_stops_the_run(small_archive: Path, tmp_path: Path) -> None:
     """A new --target with the same (or the default) staging directory: its manifest says every line is
     loaded, so the run would load nothing into the new database and succeed. It stops in one sentence."""
