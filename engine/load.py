@@ -136,7 +136,12 @@ def parse_target(url: str) -> TargetURL:
             raise TargetError(
                 f"invalid SQLite URL {redact(url)!r}: use sqlite:///relative.db or sqlite:////absolute/path.db"
             )
-        return TargetURL("sqlite", url, Path(unquote(parts.path[1:])))
+        path = unquote(parts.path[1:])
+        if parts.query or parts.fragment:  # mode=ro and the like would be dropped without a word
+            raise TargetError(f"invalid SQLite URL {redact(url)!r}: it takes no options (?...), only a file path")
+        if path == ":memory:":
+            raise TargetError(f"invalid SQLite URL {redact(url)!r}: an in-memory database keeps nothing; name a file")
+        return TargetURL("sqlite", url, Path(path))
     if scheme in ("postgresql", "postgres"):
         return _parse_pg(url, parts)
     raise TargetError(f"unsupported target {redact(url)!r}: use a sqlite:/// or postgresql:// URL")

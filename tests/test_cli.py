@@ -143,6 +143,8 @@ def test_a_staging_directory_of_another_database_stops_the_run(small_archive: Pa
         (["--source", "/no/such/archive"], "the source archive '/no/such/archive' does not exist"),
         (["--target", "mysql://x/y"], "unsupported target"),
         (["--target", "sqlite:/bad"], "invalid SQLite URL"),
+        (["--target", "sqlite:///t.db?mode=ro"], "it takes no options (?...), only a file path"),
+        (["--target", "sqlite:///:memory:"], "an in-memory database keeps nothing; name a file"),
         (["--target", "trading_db"], "neither a URL"),
         (["--target", "sqlite:////no/such/dir/t.db"], "does not exist"),
         (["--target", "postgresql://nobody:s3cret@127.0.0.1:1/x"], "cannot connect"),
