@@ -113,7 +113,7 @@ _END_INSTANT = datetime(2099, 12, 31, 15, tzinfo=timezone.utc)
 
 def _out_of_range(instant: pl.Expr) -> pl.Expr:
     """True where an instant is present and outside the archive's range."""
-    return (instant.is_not_null() & ~instant.is_between(_FIRST_INSTANT, _END_INSTANT, closed="left")).fill_null(False)
+    return instant.is_not_null() & ~instant.is_between(_FIRST_INSTANT, _END_INSTANT, closed="left")
 
 
 def _not_int(x: pl.Expr) -> pl.Expr:

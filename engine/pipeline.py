@@ -258,12 +258,16 @@ class _Doc:
     reject: pl.DataFrame | None  # its etl_rejects row, if the document was rejected
 
 
+def _lock_file(staging: Path, name: str) -> Path:
+    return staging / "_locks" / f"{name}.lock"
+
+
 @contextmanager
 def _scope_lock(staging: Path, scope: str, on_wait: Callable[[str], None]) -> Iterator[float]:
     """One run per market scope at a time; an all-markets run excludes every scoped run.
 
     Yields the seconds spent waiting for another run; ``on_wait`` hears, once, that the run waits."""
-    lock_dir = staging / "_locks"
+    lock_dir = _lock_file(staging, "global").parent
     try:
         lock_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # e.g. a file where the folder belongs
@@ -282,9 +286,9 @@ def _scope_lock(staging: Path, scope: str, on_wait: Callable[[str], None]) -> It
             fcntl.flock(fh, mode)
 
     with ExitStack() as stack:
-        glob_fh = stack.enter_context((lock_dir / "global.lock").open("a"))
+        glob_fh = stack.enter_context(_lock_file(staging, "global").open("a"))
         take(glob_fh, fcntl.LOCK_EX if scope == "all" else fcntl.LOCK_SH)
-        scope_fh = stack.enter_context((lock_dir / f"scope={scope}.lock").open("a"))
+        scope_fh = stack.enter_context(_lock_file(staging, f"scope={scope}").open("a"))
         take(scope_fh, fcntl.LOCK_EX)
         yield time.perf_counter() - t0 if told else 0.0
 
@@ -300,38 +304,37 @@ def _reconcile_readable(staging: Path, scope: str, target: Target) -> list[str]:
     """
     notes = reconcile(staging, scope, target)
     if scope == "all":
-        for d in sorted((staging / "_manifest").glob("scope=*")):
-            if d.is_dir() and d.name != "scope=all":
-                notes += [f"{d.name}: {n}" for n in reconcile(staging, d.name.removeprefix("scope="), target)]
+        for other in manifest.scopes(staging):
+            if other != "all":
+                notes += [f"scope={other}: {n}" for n in reconcile(staging, other, target)]
     else:
-        with (staging / "_locks" / "scope=all.lock").open("a") as fh:
+        with _lock_file(staging, "scope=all").open("a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             notes += [f"scope=all: {n}" for n in reconcile(staging, "all", target)]
     return notes
 
 
-def _check_staging_belongs_to(opts: RunOptions, target: Target, shown: str) -> None:
-    """Stop if the scope's manifest records a commit the target does not have.
+def _check_staging_belongs_to(files: pl.DataFrame, staging: Path, target: Target, shown: str) -> None:
+    """Stop if the scope's manifest (``files``) records a commit the target does not have.
 
     The manifest says which bytes are loaded; a run trusts it and reads on from there. Pointed at
     another database (a new --target with the same, or the default, staging directory), the run would
     read nothing new and load nothing, successfully. After ``reconcile`` a manifest and its own
     database agree, so its newest commit must be in ``etl_runs``.
     """
-    files = manifest.load(opts.staging, opts.scope)
     if files.height == 0:
         return
     run_id, seq = files.select("run_id", "commit_seq").sort("run_id", "commit_seq").row(-1)
     if target.committed_seq(run_id) < seq:
         raise EtlError(
-            f"the staging directory {opts.staging} belongs to another database: {shown} does not have its "
+            f"the staging directory {staging} belongs to another database: {shown} does not have its "
             f"commit {seq} of run {run_id}; give this target a staging directory of its own (--staging), "
             "or use the target that staging was loaded into"
         )
 
 
 def _check_source(source: Path) -> None:
-    if not _utf8(str(source)):
+    if not scan.is_utf8(str(source)):
         raise EtlError(f"the source archive path {str(source)!r} is not valid UTF-8: rename it, or use a link that is")
     if not source.exists():
         raise EtlError(f"the source archive '{source}' does not exist (set --source, or source in observer.toml)")
@@ -357,15 +360,6 @@ def _crash_point(point: str, seq: int) -> None:
     """Test hook for the kill -9 matrix: ``OBSERVER_ETL_CRASH_AT=<point>@<seq>`` kills the process there."""
     if os.environ.get("OBSERVER_ETL_CRASH_AT") == f"{point}@{seq}":
         os.kill(os.getpid(), 9)
-
-
-def _utf8(text: str) -> bool:
-    """Whether a path (as Python decodes file names: undecodable bytes as surrogates) is valid UTF-8."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def new_run_id() -> str:
@@ -396,10 +390,10 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
                 summary.warnings.append(f"waited {waited:.1f} s for another run on this staging directory to finish")
             for note in _reconcile_readable(opts.staging, opts.scope, target):
                 summary.warnings.append(f"recovered an interrupted commit: {note}")
-            _check_staging_belongs_to(opts, target, target_url.redacted)
             now = datetime.now(timezone.utc)
             ctx = normalize.Context(opts.default_market, master, holidays, now)
             runner = _Runner(opts, target, ctx, summary, progress)  # reads the manifest
+            _check_staging_belongs_to(runner.manifest, opts.staging, target, target_url.redacted)
             # From here on the run is in etl_runs, and whatever stops it marks it failed there.
             target.start_run(run_id, opts.scope, str(opts.source), now)
             try:

@@ -130,14 +130,21 @@ def discover(root: Path) -> tuple[list[ArchiveFile], list[str]]:
             if info is None:
                 unknown.append(rel)
                 continue
-            try:  # every table stores the path as text: a name that is not UTF-8 cannot be recorded
-                rel.encode("utf-8")
-            except UnicodeEncodeError:
-                raise OSError(errno.EILSEQ, "the file's name is not valid UTF-8; rename it", str(path)) from None
+            if not is_utf8(rel):  # every table stores the path as text: such a name cannot be recorded
+                raise OSError(errno.EILSEQ, "the file's name is not valid UTF-8; rename it", str(path))
             st = os.stat(os.path.join(dirpath, fname))
             kind, series, fdate, sort_key = info
             found.append(ArchiveFile(path, rel, kind, series, fdate, sort_key, st.st_size, st.st_mtime_ns))
     return found, unknown
+
+
+def is_utf8(path_text: str) -> bool:
+    """Whether a path, as Python decodes file names (undecodable bytes as surrogates), is valid UTF-8."""
+    try:
+        path_text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _unreadable(exc: OSError) -> None:

@@ -45,6 +45,12 @@ def scope_dir(staging: Path, scope: str) -> Path:
     return staging / "_manifest" / f"scope={scope}"
 
 
+def scopes(staging: Path) -> list[str]:
+    """The scopes that have a manifest folder (committed or pending) in ``staging``."""
+    base = staging / "_manifest"
+    return sorted(d.name.removeprefix("scope=") for d in base.glob("scope=*") if d.is_dir())
+
+
 def load(staging: Path, scope: str) -> pl.DataFrame:
     path = scope_dir(staging, scope) / "files.parquet"
     if not path.exists():
@@ -123,13 +129,11 @@ def recover(staging: Path, scope: str, is_committed: Callable[[str, int], bool])
         if not txn:
             # Either step 1 had not named its parts yet, or a promote was removing the directory (its
             # txn.json already gone): only the database can tell which.
-            if _committed_by_name(pend.name, is_committed):
-                shutil.rmtree(pend, ignore_errors=True)
-                done.append(f"completed {pend.name}")
-            else:  # remove the parts named after its (run, seq)
+            committed = _committed_by_name(pend.name, is_committed)
+            if not committed:  # remove the parts named after its (run, seq)
                 _remove_unlisted_parts(staging, pend.name)
-                shutil.rmtree(pend, ignore_errors=True)
-                done.append(f"rolled back {pend.name}")
+            shutil.rmtree(pend, ignore_errors=True)
+            done.append(f"{'completed' if committed else 'rolled back'} {pend.name}")
             continue
         commit = PendingCommit(txn["run_id"], txn["seq"], txn["written"], txn["obsolete"])
         # The database decides. A commit it has is finished even if its pending manifest is gone (a
