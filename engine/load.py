@@ -695,9 +695,13 @@ class Target:
         self.append(table, df)
         return before, df.height
 
-    def forget_rejects(self, source_file: str) -> None:
-        """Delete a file's rejects: it is read again from the start (rewritten, or a changed document)."""
-        self._exec(f"DELETE FROM {ETL_REJECTS.name} WHERE source_file = {self.ph(1)}", (source_file,))
+    def forget_rejects(self, source_file: str, from_line: int = 0) -> None:
+        """Delete a file's rejects from a line on: it is read again from there (0: from the start, a
+        rewritten file or a changed document; else a last line read again once the file has grown)."""
+        self._exec(
+            f"DELETE FROM {ETL_REJECTS.name} WHERE source_file = {self.ph(1)} AND line_number >= {self.ph(2)}",
+            (source_file, from_line),
+        )
 
     def write_rejects(self, df: pl.DataFrame, known_new: bool) -> None:
         """Rejects of lines read for the first time are appended; a re-read file's replace the old ones."""

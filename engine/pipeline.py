@@ -133,6 +133,7 @@ class _Read:
     first_line: int | None  # None: the line after the file's previous chunk, known once that is read
     restart: bool
     end: int | None = None  # a chunk's end (just after a newline); None: the end of the file
+    retake: bool = False  # starts at a last line an earlier run read without its newline: read it again
 
     @property
     def new_bytes(self) -> int:
@@ -146,7 +147,7 @@ class _Read:
             return [self]
         edges = [self.start, *cuts, None]
         return [
-            _Read(self.file, a, self.first_line if i == 0 else None, self.restart and i == 0, b)
+            _Read(self.file, a, self.first_line if i == 0 else None, self.restart and i == 0, b, self.retake and i == 0)
             for i, (a, b) in enumerate(zip(edges, edges[1:]))
         ]
 
@@ -549,19 +550,23 @@ class _Runner:
             # A file whose size and mtime are as recorded was not rewritten: only a changed one has its
             # head read and hashed again.
             unchanged = entry["size"] == f.size and entry["mtime_ns"] == f.mtime_ns
+            tail_read = bool(entry["tail_read"])
             restart = not unchanged and (
                 f.size < entry["consumed_bytes"]
+                or (tail_read and f.size < entry["size"])  # the last line it read is no longer there
                 or (entry["fp_len"] > 0 and scan.head_fingerprint(f.path, entry["fp_len"]) != entry["fp_hash"])
             )
             if restart:
                 self.summary.warnings.append(f"{f.rel} was rewritten (head changed or file shrank): reprocessing it")
                 reads.append(_Read(f, 0, 1, True))
+            elif unchanged and tail_read:
+                pass  # its unterminated last line was read when its writer had moved on: nothing new
             elif unchanged and f.rel in newest:
                 # Only the incomplete last line the last run held back, and its writer may still finish
                 # it: held back again without opening the file (a run with nothing new opens none).
                 self.summary.kinds[f.kind.value].held_back += int(f.size > entry["consumed_bytes"])
             elif f.size > entry["consumed_bytes"]:
-                reads.append(_Read(f, entry["consumed_bytes"], entry["lines_consumed"] + 1, False))
+                reads.append(_Read(f, entry["consumed_bytes"], entry["lines_consumed"] + 1, False, retake=tail_read))
         return reads, docs, newest
 
     def run(self) -> None:
@@ -646,23 +651,22 @@ class _Runner:
             dec = scan.decode(rng)
             timings["scan"] += time.perf_counter() - t
             lit = dict(source_file=pl.lit(r.file.rel), source_line=pl.col("line_idx") + first_line)
-            rejects = [dec.rejects.with_columns(**lit)]
-            consumed, lines = rng.end, first_line - 1 + rng.n_lines
-            if rng.tail_is_truncated:
-                rejects.append(
-                    pl.DataFrame(
-                        {"line_idx": [rng.n_lines], "reason": ["truncated_line"]},
-                        schema={"line_idx": pl.Int64, "reason": pl.String},
-                    ).with_columns(**lit)
-                )
-                consumed, lines = consumed + len(rng.tail), lines + 1
+            rejects = dec.rejects
+            # Lines read up to the last complete one: the manifest resumes after them. A last line without
+            # its newline, in a file whose writer moved on, is read now too (loaded if it is a whole
+            # record, else rejected as truncated), and read again from its start if the file ever grows:
+            # the writer finishing it late, or another writer appending to the file.
+            lines = first_line - 1 + rng.n_lines - int(rng.tail_is_last_line)
+            if rng.tail_is_last_line:
+                cut = (pl.col("line_idx") == rng.n_lines - 1) & (pl.col("reason") == "invalid_json")
+                rejects = rejects.with_columns(reason=pl.when(cut).then(pl.lit("truncated_line")).otherwise("reason"))
             elif rng.tail:
                 held_back += 1
             self._resume[r.file.rel] = (rng.end, lines + 1)
-            lines_in_unit += lines - (first_line - 1)
+            lines_in_unit += rng.n_lines
             nbytes += len(rng.data)
-            manifest_rows[r.file.rel] = self._manifest_row(r.file, rng, consumed, lines)
-            file_rejects = pl.concat(rejects).select("source_file", "source_line", "reason")
+            manifest_rows[r.file.rel] = self._manifest_row(r.file, rng, lines)
+            file_rejects = rejects.with_columns(**lit).select("source_file", "source_line", "reason")
             if dec.rows.height:
                 t = time.perf_counter()
                 raw = dec.rows.with_columns(**lit).drop("line_idx")
@@ -720,7 +724,8 @@ class _Runner:
         counts.rejected += p.rejects.height
         counts.lines_read += p.rejects.height + loaded + dups
         self.summary.reasons.update(p.rejects.reasons)
-        reread = [r.file.rel for r in p.unit if r.restart]
+        # (only a file's first chunk restarts or retakes, and it knows its first line)
+        reread = [(r.file.rel, r.first_line) for r in p.unit if (r.restart or r.retake) and r.first_line is not None]
         try:  # the commit records the counts with this unit in them (etl_runs.commits and counters)
             self._commit(deltas, p.rejects, p.watermark, p.manifest_rows, reread=reread)
         except BaseException:
@@ -732,14 +737,14 @@ class _Runner:
         done = sum(r.end is None for r in p.unit)  # files read to their end (a chunk before the last is not one)
         self.progress.advance(done, p.nbytes, p.lines_in_unit, loaded)
 
-    def _manifest_row(self, f: scan.ArchiveFile, rng: scan.ByteRange, consumed: int, lines: int) -> dict[str, Any]:
-        fp_len = min(consumed, scan.FINGERPRINT_BYTES)
+    def _manifest_row(self, f: scan.ArchiveFile, rng: scan.ByteRange, lines: int) -> dict[str, Any]:
+        fp_len = min(rng.end, scan.FINGERPRINT_BYTES)
         head = rng.data[:fp_len] if rng.start == 0 and len(rng.data) >= fp_len else None
         fp_hash = scan.fingerprint(head) if head is not None else scan.head_fingerprint(f.path, fp_len)
         return {
-            "path": f.rel, "kind": f.kind.value, "size": rng.start + len(rng.data) + len(rng.tail),
-            "mtime_ns": f.mtime_ns, "consumed_bytes": consumed, "lines_consumed": lines, "fp_len": fp_len,
-            "fp_hash": fp_hash, "content_hash": None, "run_id": self.summary.run_id,
+            "path": f.rel, "kind": f.kind.value, "size": rng.size, "mtime_ns": f.mtime_ns,
+            "consumed_bytes": rng.end, "lines_consumed": lines, "tail_read": rng.tail_is_last_line,
+            "fp_len": fp_len, "fp_hash": fp_hash, "content_hash": None, "run_id": self.summary.run_id,
         }
 
     def _reject_rows(self, rejects: pl.DataFrame, rng: scan.ByteRange, source_type: str) -> pl.DataFrame:
@@ -748,10 +753,8 @@ class _Runner:
             return pl.DataFrame(schema=ETL_REJECTS.polars_schema())
         grp = rejects.sort("source_line")
         idx = (grp["source_line"] - rng.first_line).to_numpy()
-        in_data = idx < rng.n_lines
-        tail = pl.Series([rng.tail.decode("utf-8", "replace")[: scan.RAW_LINE_CAP]] * int((~in_data).sum()), dtype=pl.String)
         return (
-            grp.with_columns(raw_line=pl.concat([rng.raw_lines(idx[in_data]), tail]))
+            grp.with_columns(raw_line=rng.raw_lines(idx))
             .rename({"source_line": "line_number"})
             .with_columns(
                 source_type=pl.lit(source_type),
@@ -770,7 +773,7 @@ class _Runner:
             return None  # touched but unchanged: nothing to load
         row = {
             "path": f.rel, "kind": f.kind.value, "size": len(data), "mtime_ns": f.mtime_ns,
-            "consumed_bytes": len(data), "lines_consumed": 0, "fp_len": 0, "fp_hash": None,
+            "consumed_bytes": len(data), "lines_consumed": 0, "tail_read": False, "fp_len": 0, "fp_hash": None,
             "content_hash": content_hash, "run_id": self.summary.run_id,
         }
         try:
@@ -818,7 +821,7 @@ class _Runner:
             [d.manifest_row for d in batch],
             universe=sorted(days.items()),
             # Each document's earlier reject, if any (this scope's or another's), describes an older version.
-            reread=[d.file.rel for d in batch],
+            reread=[(d.file.rel, 0) for d in batch],
         )
         self.summary.universe["files_read"] += len(batch)
         self.summary.universe["files_rejected"] += rejects.height
@@ -835,7 +838,9 @@ class _Runner:
         wm: pl.DataFrame | None,
         manifest_rows: list[dict[str, Any]],
         universe: Sequence[tuple[date, pl.DataFrame]] = (),  # market_universe rows replacing each day's
-        reread: Sequence[str] = (),  # files read again from the start: a rewritten JSONL file, a changed document
+        # (file, line): files read again from that line on (0: the start, a rewritten JSONL file, a changed
+        # document; else a last line read again now that the file has grown)
+        reread: Sequence[tuple[str, int]] = (),
     ) -> None:
         """Stage, load and record one unit (see staging.manifest for the order and recovery)."""
         self.seq += 1
@@ -905,7 +910,7 @@ class _Runner:
             manifest.finish_pending(self.staging, self.opts.scope, commit, self.manifest)
             _crash_point("pending_written", commit.seq)
 
-    def _load(self, deltas, rejects, wm, uni_markets, use_append: bool, reread: Sequence[str], staged) -> None:  # type: ignore[no-untyped-def]
+    def _load(self, deltas, rejects, wm, uni_markets, use_append: bool, reread: Sequence[tuple[str, int]], staged) -> None:  # type: ignore[no-untyped-def]
         """One database transaction; ``staged()`` waits for the staging step, just before COMMIT."""
         tables = defaultdict(Counter)
         with self.target.transaction():
@@ -925,8 +930,8 @@ class _Runner:
                 before, after = self.target.replace_partition(MARKET_UNIVERSE, m, day, part)
                 tables[MARKET_UNIVERSE.name]["inserted"] += after
                 tables[MARKET_UNIVERSE.name]["deleted"] += before
-            for rel in reread:  # its earlier rejects describe content that is no longer there
-                self.target.forget_rejects(rel)
+            for rel, line in reread:  # its earlier rejects there describe content that is no longer there
+                self.target.forget_rejects(rel, line)
             # Rejects carry no market: the run of every other market records the same lines too.
             for part in rejects.batches():
                 self.target.write_rejects(part, known_new=use_append and self.opts.market is None)

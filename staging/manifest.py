@@ -32,6 +32,10 @@ MANIFEST_SCHEMA = pl.Schema(
         "mtime_ns": pl.Int64(),
         "consumed_bytes": pl.Int64(),
         "lines_consumed": pl.Int64(),
+        # The file ended without a newline when read, after the writer had moved on: that last line was
+        # read (loaded or rejected), and consumed_bytes / lines_consumed stop before it, so that it is read
+        # again, whole, if the file grows. False in manifests written before this column existed.
+        "tail_read": pl.Boolean(),
         "fp_len": pl.Int64(),
         "fp_hash": pl.String(),
         "content_hash": pl.String(),
@@ -56,6 +60,8 @@ def load(staging: Path, scope: str) -> pl.DataFrame:
     if not path.exists():
         return pl.DataFrame(schema=MANIFEST_SCHEMA)
     files = read_staged(path)
+    if "tail_read" not in files.columns and "path" in files.columns:
+        files = files.with_columns(tail_read=pl.lit(False))
     try:
         return files.select(MANIFEST_SCHEMA.names()).cast(dict(MANIFEST_SCHEMA))
     except pl.exceptions.PolarsError as exc:

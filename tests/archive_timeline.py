@@ -33,13 +33,17 @@ def total_bytes(pieces: list[Piece]) -> int:
     return pieces[-1].start + len(pieces[-1].data) if pieces else 0
 
 
-def materialize(dest: Path, pieces: list[Piece], cut: int) -> None:
-    """The archive as it was when ``cut`` bytes of the timeline had been written."""
+def materialize(dest: Path, pieces: list[Piece], cut: int, late: dict[str, int] | None = None) -> None:
+    """The archive as it was when ``cut`` bytes of the timeline had been written; a file named in
+    ``late`` stops at that many bytes until the whole timeline is written (a writer that finishes its
+    last line only after the next file has begun)."""
     dest.mkdir(parents=True, exist_ok=True)
     for p in pieces:
         if p.start >= cut:
             continue
         n = min(len(p.data), cut - p.start)
+        if late and p.rel in late and cut < total_bytes(pieces):
+            n = min(n, late[p.rel])
         if p.whole and n < len(p.data):
             continue
         path = dest / p.rel

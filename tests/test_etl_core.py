@@ -455,6 +455,84 @@ def test_truncated_line_of_a_finished_file_is_rejected(tmp_path: Path, target_ur
     assert rows(target_url, "SELECT source_file, line_number, reason FROM etl_rejects") == [(SCALP, 2, "truncated_line")]
 
 
+NEXT_HOUR = "assets/scalp/20260130_14.jsonl"
+
+
+def _as_one_run(src: Path, tmp_path: Path, target_url: str) -> tuple[dict, dict]:
+    """The database and staging one clean run leaves on the archive as it is now (SQLite, a fresh file)."""
+    url = f"sqlite:///{tmp_path / 'once.sqlite'}"
+    run(src, url, tmp_path / "stg-once")
+    return db_snapshot(url), staged_snapshot(tmp_path / "stg-once")
+
+
+def test_a_last_line_finished_after_its_file_was_superseded_is_loaded(tmp_path: Path, target_url: str) -> None:
+    """The rotation race: the next hour's file already exists when the writer completes the line. The
+    half line is rejected as truncated, but once the file grows that line is read again from its start:
+    the trade is loaded and the reject withdrawn, as one run over the finished file would have it."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    last = tick(acc=2, execution_time="135959", ts="2026-01-30T13:59:59.9+09:00")
+    path = write_lines(src / SCALP, [tick(acc=1), last[:40]], final_newline=False)
+    write_lines(src / NEXT_HOUR, [tick(acc=3, execution_time="140000", ts="2026-01-30T14:00:00.2+09:00")])
+    s1 = run(src, target_url, stg).to_dict()
+    assert (s1["loaded"], s1["rejects_by_reason"]) == (2, {"truncated_line": 1})
+    with pytest.MonkeyPatch.context() as m:  # its tail is decided: an unchanged file is not opened again
+        m.setattr(scan, "read_new_bytes", _no_reads)
+        s_again = run(src, target_url, stg).to_dict()
+    assert (s_again["lines_read"], s_again["held_back"], s_again["commits"]) == (0, 0, 0)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(last[40:] + "\n")
+    s2 = run(src, target_url, stg).to_dict()
+    assert (s2["lines_read"], s2["loaded"], s2["rejected"]) == (1, 1, 0)
+    assert rows(target_url, "SELECT count(*) FROM etl_rejects") == [(0,)]
+    assert (db_snapshot(target_url), staged_snapshot(stg)) == _as_one_run(src, tmp_path, target_url)
+
+
+def test_a_complete_last_record_without_its_newline_is_loaded(tmp_path: Path, target_url: str) -> None:
+    """A finished file cut exactly before its last newline holds a whole record: it is loaded, not
+    rejected as truncated. If the file later grows, what follows is numbered as one clean run would."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    path = write_lines(src / SCALP, [tick(acc=1), tick(acc=2, execution_time="130513")], final_newline=False)
+    write_lines(src / NEXT_HOUR, [tick(acc=3, execution_time="140000", ts="2026-01-30T14:00:00.2+09:00")])
+    s1 = run(src, target_url, stg).to_dict()
+    assert (s1["lines_read"], s1["loaded"], s1["rejected"], s1["held_back"]) == (3, 3, 0, 0)
+    with path.open("a", encoding="utf-8") as fh:  # a second writer on the same file (contract section 7)
+        fh.write("\n" + tick(acc=4, execution_time="130514") + "\n" + "garbage\n")
+    s2 = run(src, target_url, stg).to_dict()
+    assert (s2["loaded"], s2["rejected"]) == (1, 1)
+    assert rows(target_url, "SELECT source_file, line_number, reason FROM etl_rejects") == [(SCALP, 4, "invalid_json")]
+    assert (db_snapshot(target_url), staged_snapshot(stg)) == _as_one_run(src, tmp_path, target_url)
+
+
+def test_a_truncated_line_run_together_with_a_later_record_stays_rejected(tmp_path: Path, target_url: str) -> None:
+    """A crashed writer's half line, then another writer appends a whole record to the same file: the
+    line holds both (contract section 7) and is rejected whole, as one run over the final file would."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    path = write_lines(src / SCALP, [tick(acc=1), tick(acc=2, execution_time="130513")[:50]], final_newline=False)
+    write_lines(src / NEXT_HOUR, [tick(acc=3, execution_time="140000", ts="2026-01-30T14:00:00.2+09:00")])
+    run(src, target_url, stg)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(tick(acc=4, execution_time="130514") + "\n")
+    s2 = run(src, target_url, stg).to_dict()
+    assert (s2["lines_read"], s2["loaded"], s2["rejected"]) == (1, 0, 1)
+    assert rows(target_url, "SELECT line_number, reason FROM etl_rejects") == [(2, "invalid_json")]
+    assert (db_snapshot(target_url), staged_snapshot(stg)) == _as_one_run(src, tmp_path, target_url)
+
+
+def test_a_manifest_from_before_tail_read_is_read_as_it_was(tmp_path: Path, target_url: str) -> None:
+    """A staging written before the manifest had ``tail_read``: the column reads as false, a run with
+    nothing new stays one, and a file that grows is read on from where that manifest says."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    write_lines(src / SCALP, [tick(acc=1)])
+    run(src, target_url, stg)
+    path = stg / "_manifest/scope=all/files.parquet"
+    pl.read_parquet(path).drop("tail_read").write_parquet(path)
+    assert run(src, target_url, stg).to_dict()["lines_read"] == 0
+    write_lines(src / SCALP, [tick(acc=1), tick(acc=2, execution_time="130513")])
+    s = run(src, target_url, stg).to_dict()
+    assert (s["lines_read"], s["loaded"]) == (1, 1)
+    assert "tail_read" in pl.read_parquet(path).columns
+
+
 def test_rewritten_file_is_reprocessed(tmp_path: Path, target_url: str) -> None:
     src, stg = tmp_path / "a", tmp_path / "stg"
     write_lines(src / SCALP, [tick(acc=1), "garbage", tick(acc=2, execution_time="130513")])

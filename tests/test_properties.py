@@ -80,6 +80,31 @@ def test_any_split_into_growing_runs(reference, data) -> None:  # type: ignore[n
 
 @SETTINGS
 @given(data=st.data())
+def test_a_last_line_finished_after_the_next_file_began(reference, data) -> None:  # type: ignore[no-untyped-def]
+    """The rotation race: a file's last line is cut anywhere while the files after it are written (so
+    runs see it superseded and unterminated), and finished only at the end; any runs in between."""
+    dialect, root, want_db, want_staged, _ = reference
+    pieces = timeline(root)
+    series = [p for p, nxt in zip(pieces, pieces[1:]) if not p.whole and p.data.endswith(b"\n") and not nxt.whole
+              and p.rel.rsplit("/", 1)[0] == nxt.rel.rsplit("/", 1)[0]]
+    late = data.draw(st.sampled_from(series))
+    line_start = late.data.rfind(b"\n", 0, len(late.data) - 1) + 1
+    hold = data.draw(st.integers(line_start, len(late.data) - 1))  # up to a whole record without its newline
+    after = late.start + len(late.data)
+    cuts = sorted(data.draw(st.lists(st.integers(after, total_bytes(pieces)), min_size=1, max_size=3)))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        with fresh_target(dialect, work) as url:
+            for cut in [*cuts, total_bytes(pieces)]:
+                materialize(work / "archive", pieces, cut, late={late.rel: hold})
+                run(work / "archive", url, work / "stg")
+            assert run(work / "archive", url, work / "stg").to_dict()["lines_read"] == 0
+            assert db_snapshot(url) == want_db
+            assert staged_snapshot(work / "stg") == want_staged
+
+
+@SETTINGS
+@given(data=st.data())
 def test_whole_files_in_any_order(reference, data) -> None:  # type: ignore[no-untyped-def]
     dialect, root, want_db, want_staged, _ = reference
     rels = [p.rel for p in timeline(root)]
