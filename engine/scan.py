@@ -154,13 +154,20 @@ def _unreadable(exc: OSError) -> None:
 
 
 def newest_of_series(files: list[ArchiveFile]) -> set[str]:
-    """Rel paths of the newest file of each series: the only ones whose writer may still be appending."""
+    """Rel paths of the files whose writer may still be appending: the newest of each series, unless a
+    file of the same kind is dated later. A manual collector's daily scalp file gets no successor in its
+    own series once the hourly files go on; without that rule its cut last line would be held back on
+    every run, and never rejected. (Were a file taken as finished too early, the line its writer
+    finishes later is read again whole: see the manifest's ``tail_read``.)"""
     newest: dict[str, ArchiveFile] = {}
+    latest: dict[Kind, date] = {}
     for f in files:
         cur = newest.get(f.series)
         if cur is None or (f.sort_key, f.rel) > (cur.sort_key, cur.rel):
             newest[f.series] = f
-    return {f.rel for f in newest.values()}
+        if f.kind not in latest or f.file_date > latest[f.kind]:
+            latest[f.kind] = f.file_date
+    return {f.rel for f in newest.values() if f.file_date >= latest[f.kind]}
 
 
 _SCAN_BLOCK = 1 << 24

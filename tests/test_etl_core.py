@@ -518,6 +518,22 @@ def test_a_truncated_line_run_together_with_a_later_record_stays_rejected(tmp_pa
     assert (db_snapshot(target_url), staged_snapshot(stg)) == _as_one_run(src, tmp_path, target_url)
 
 
+def test_a_daily_file_whose_day_has_passed_is_finished(tmp_path: Path, target_url: str) -> None:
+    """The manual collector's daily file is the newest of its series for good; once a later day's file
+    of its kind exists, its writer has moved on and its cut last line is rejected, not held back forever."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    daily = "assets/scalp/20260129.jsonl"
+    write_lines(src / daily, [tick(acc=1, ts="2026-01-29T13:05:12.1+09:00"), tick(acc=2)[:30]], final_newline=False)
+    write_lines(src / SCALP, [tick(acc=5)])
+    s1 = run(src, target_url, stg).to_dict()
+    assert (s1["loaded"], s1["held_back"], s1["rejects_by_reason"]) == (2, 0, {"truncated_line": 1})
+    assert rows(target_url, "SELECT source_file, line_number FROM etl_rejects") == [(daily, 2)]
+    same_day = "assets/scalp/20260130.jsonl"  # a daily file of the newest day may still be written
+    write_lines(src / same_day, [tick(acc=7, execution_time="130600"), tick(acc=8)[:30]], final_newline=False)
+    s2 = run(src, target_url, stg).to_dict()
+    assert (s2["loaded"], s2["held_back"], s2["rejected"]) == (1, 1, 0)
+
+
 def test_a_manifest_from_before_tail_read_is_read_as_it_was(tmp_path: Path, target_url: str) -> None:
     """A staging written before the manifest had ``tail_read``: the column reads as false, a run with
     nothing new stays one, and a file that grows is read on from where that manifest says."""
