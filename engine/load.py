@@ -312,7 +312,14 @@ class Target:
         except TargetError:
             raise
         except Exception as exc:  # noqa: BLE001 - driver errors become one sentence
-            raise TargetError(f"cannot connect to {target.redacted}: {_message(exc)}") from None
+            why = _message(exc)
+            if self.dialect == "sqlite" and why == type(exc).__name__ and target.path is not None:
+                # The SQLite driver says only "OperationalError" when it cannot open or create the file.
+                raise TargetError(
+                    f"cannot open {target.redacted}: SQLite cannot open or create {target.path} "
+                    f"(is {target.path.parent} writable, and is the file a database?)"
+                ) from None
+            raise TargetError(f"cannot connect to {target.redacted}: {why}") from None
 
     # -- plumbing ---------------------------------------------------------------------------------
     @contextmanager
