@@ -102,6 +102,8 @@ def _check_keys(cfg_path: Path, doc: dict) -> None:
                 raise unknown("key in [etl]", key, ETL_KEYS)
             if not isinstance(value, str):
                 raise ConfigError(f"config file {cfg_path}: {key} in [{section}] must be a string, not {value!r}")
+            if not value.strip():  # Path("") is the current directory: never what an empty value meant
+                raise ConfigError(f"config file {cfg_path}: {key} in [{section}] is empty")
 
 
 def resolve(
@@ -115,6 +117,11 @@ def resolve(
     unit_size: str | None = None,
 ) -> RunOptions:
     """Options from flags, else ``[etl]`` defaults of observer.toml, else built-in defaults."""
+    given = {"--source": source, "--target": target, "--staging": staging, "--market": market,
+             "--security-master": security_master, "--holidays": holidays, "--unit-size": unit_size}
+    for flag, value in given.items():
+        if value is not None and not value.strip():  # e.g. --source "$ARCHIVE" with the variable unset
+            raise ConfigError(f"{flag} is empty")
     doc, cfg_path = _load_toml(config)
     etl = doc.get("etl", {})
     sources, targets = doc.get("sources", {}), doc.get("targets", {})

@@ -79,6 +79,8 @@ def test_unit_size_caps_the_new_bytes_of_a_commit(small_archive: Path, tmp_path:
         ('[sourcez]\narchive = "a"\n', "unknown section 'sourcez' (did you mean 'sources'?)"),
         ('[etl]\nstaging = 5\n', "staging in [etl] must be a string, not 5"),
         ('etl = "x"\n', "etl must be a [etl] table"),
+        ('[etl]\nsource = ""\n', "source in [etl] is empty"),
+        ('[targets]\ntrading_db = " "\n', "trading_db in [targets] is empty"),
         ('[etl]\nunit_size = "lots"\n', "unit_size in [etl] 'lots' is not a size: a whole number of bytes, or with KB, MB or GB (16MB)"),
     ],
 )
@@ -150,8 +152,11 @@ def test_a_staging_directory_of_another_database_stops_the_run(small_archive: Pa
         (["--target", "postgresql://nobody:s3cret@127.0.0.1:1/x"], "cannot connect"),
         (["--staging", "/proc/forbidden"], "staging directory /proc/forbidden is not writable"),
         (["--target", "sqlite:///."], "is a directory, not a database file"),
+        (["--target", "sqlite:////proc/t.db"], "SQLite cannot open or create /proc/t.db (is /proc writable"),
         (["--market", "../kr_stocks"], "--market '../kr_stocks' is not a market name"),
         (["--unit-size", "1.5GB"], "--unit-size '1.5GB' is not a size"),
+        (["--source", ""], "--source is empty"),
+        (["--staging", " "], "--staging is empty"),
     ],
 )
 def test_bad_input_is_one_readable_sentence(small_archive: Path, tmp_path: Path, args: list[str], message: str) -> None:
