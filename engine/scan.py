@@ -220,7 +220,7 @@ class ByteRange:
 
     @property
     def size(self) -> int:
-        """The file's size as read: where a read of its next bytes would start after the tail."""
+        """The file's size when it was read: its complete lines and the tail."""
         return self.end + len(self.tail)
 
     def raw_lines(self, idx: np.ndarray) -> pl.Series:
@@ -263,10 +263,11 @@ def read_new_bytes(
     # A file that ends with a newline (all but a growing one) is taken as read: slicing copies it.
     data, tail = (blob, b"") if last_nl == len(blob) - 1 else (blob[: last_nl + 1], blob[last_nl + 1 :])
     complete = start + len(data)
-    # A file whose writer moved on (it is not its series' newest) will not finish its last line: that
-    # line is decoded with the rest (a whole record cut just before its newline loads; anything else is
-    # a truncated line). A chunk cut short (the file shrank since it was planned) holds its partial line
-    # back for the next run, which sees the rewrite.
+    # A file whose writer moved on (it is not its series' newest) is not expected to finish its last
+    # line: that line is decoded with the rest (a whole record cut just before its newline loads;
+    # anything else is a truncated line), and the caller reads it again should the file grow. A chunk
+    # cut short (the file shrank since it was planned) holds its partial line back for the next run,
+    # which sees the rewrite.
     last_line = bool(tail) and not is_newest and end is None
     if last_line:
         data = blob + b"\n"  # one copy, of the rare file that ends without a newline
