@@ -194,8 +194,7 @@ class _Ledger:
 
     def write_jsonl(self, rel: str, kind: str, recs: list[Rec], seen: np.ndarray, sort_key: tuple[Any, ...],
                     truncate_last: bool = False) -> None:
-        """Write ``recs`` in order; a truncated file ends a third of the way before its last record's end
-        (a crash mid-write: no newline, not JSON), and that line is rejected."""
+        """Write ``recs`` in order; a truncated file loses the last newline, and that line is rejected."""
         exp = self.exp
         n = len(recs)
         if truncate_last:
@@ -207,10 +206,7 @@ class _Ledger:
         fresh = np.unique(tids)
         fresh = fresh[seen[fresh] == 0]
         seen[fresh] = 1
-        lines = [r[1] for r in recs]
-        if truncate_last:  # (a whole record cut only before its newline is a record: it loads)
-            lines[-1] = lines[-1][: len(lines[-1]) * 2 // 3]
-        text = "\n".join(lines) + ("" if truncate_last or not n else "\n")
+        text = "\n".join([r[1] for r in recs]) + ("" if truncate_last or not n else "\n")
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(text.encode("utf-8", "surrogateescape"))  # invalid UTF-8 dirt is written as is

@@ -651,22 +651,26 @@ class _Runner:
             dec = scan.decode(rng)
             timings["scan"] += time.perf_counter() - t
             lit = dict(source_file=pl.lit(r.file.rel), source_line=pl.col("line_idx") + first_line)
-            rejects = dec.rejects
-            # Lines read up to the last complete one: the manifest resumes after them. A last line without
-            # its newline, in a file whose writer moved on, is read now too (loaded if it is a whole
-            # record, else rejected as truncated), and read again from its start if the file ever grows:
-            # the writer finishing it late, or another writer appending to the file.
-            lines = first_line - 1 + rng.n_lines - int(rng.tail_is_last_line)
-            if rng.tail_is_last_line:
-                cut = (pl.col("line_idx") == rng.n_lines - 1) & (pl.col("reason") == "invalid_json")
-                rejects = rejects.with_columns(reason=pl.when(cut).then(pl.lit("truncated_line")).otherwise("reason"))
+            rejects = [dec.rejects.with_columns(**lit)]
+            # The manifest resumes after the last complete line. A last line without its newline, in a
+            # file whose writer moved on, is rejected as truncated (even a whole record: the line may yet
+            # go on), and read again from its start if the file ever grows: the writer finishing it
+            # late, or another writer appending to the file.
+            lines = first_line - 1 + rng.n_lines
+            if rng.tail_is_truncated:
+                rejects.append(
+                    pl.DataFrame(
+                        {"line_idx": [rng.n_lines], "reason": ["truncated_line"]},
+                        schema={"line_idx": pl.Int64, "reason": pl.String},
+                    ).with_columns(**lit)
+                )
             elif rng.tail:
                 held_back += 1
             self._resume[r.file.rel] = (rng.end, lines + 1)
-            lines_in_unit += rng.n_lines
+            lines_in_unit += rng.n_lines + int(rng.tail_is_truncated)
             nbytes += len(rng.data)
             manifest_rows[r.file.rel] = self._manifest_row(r.file, rng, lines)
-            file_rejects = rejects.with_columns(**lit).select("source_file", "source_line", "reason")
+            file_rejects = pl.concat(rejects).select("source_file", "source_line", "reason")
             if dec.rows.height:
                 t = time.perf_counter()
                 raw = dec.rows.with_columns(**lit).drop("line_idx")
@@ -743,7 +747,7 @@ class _Runner:
         fp_hash = scan.fingerprint(head) if head is not None else scan.head_fingerprint(f.path, fp_len)
         return {
             "path": f.rel, "kind": f.kind.value, "size": rng.size, "mtime_ns": f.mtime_ns,
-            "consumed_bytes": rng.end, "lines_consumed": lines, "tail_read": rng.tail_is_last_line,
+            "consumed_bytes": rng.end, "lines_consumed": lines, "tail_read": rng.tail_is_truncated,
             "fp_len": fp_len, "fp_hash": fp_hash, "content_hash": None, "run_id": self.summary.run_id,
         }
 
@@ -753,8 +757,10 @@ class _Runner:
             return pl.DataFrame(schema=ETL_REJECTS.polars_schema())
         grp = rejects.sort("source_line")
         idx = (grp["source_line"] - rng.first_line).to_numpy()
+        in_data = idx < rng.n_lines
+        tail = pl.Series([rng.tail.decode("utf-8", "replace")[: scan.RAW_LINE_CAP]] * int((~in_data).sum()), dtype=pl.String)
         return (
-            grp.with_columns(raw_line=rng.raw_lines(idx))
+            grp.with_columns(raw_line=pl.concat([rng.raw_lines(idx[in_data]), tail]))
             .rename({"source_line": "line_number"})
             .with_columns(
                 source_type=pl.lit(source_type),

@@ -202,8 +202,7 @@ def head_fingerprint(path: Path, length: int) -> str:
 
 @dataclass
 class ByteRange:
-    """New lines of one file: bytes [start, end) hold its complete lines, first_line onwards; ``data`` holds
-    them, and the unterminated tail as one more line where ``tail_is_last_line``."""
+    """New complete lines of one file: bytes [start, end) hold lines first_line .. first_line+n-1."""
 
     file: ArchiveFile
     start: int
@@ -211,8 +210,8 @@ class ByteRange:
     first_line: int
     data: bytes
     line_ends: np.ndarray  # offsets (within data) of each line's '\n'
-    tail: bytes  # bytes after the last newline: the file's last line, without its newline (yet)
-    tail_is_last_line: bool  # the file's writer moved on: the tail is in ``data`` as its last line
+    tail: bytes  # bytes after the last newline: an incomplete last line
+    tail_is_truncated: bool  # the file's writer moved on: the tail is line first_line+n, rejected
 
     @property
     def n_lines(self) -> int:
@@ -262,17 +261,12 @@ def read_new_bytes(
     last_nl = blob.rfind(b"\n")
     # A file that ends with a newline (all but a growing one) is taken as read: slicing copies it.
     data, tail = (blob, b"") if last_nl == len(blob) - 1 else (blob[: last_nl + 1], blob[last_nl + 1 :])
-    complete = start + len(data)
-    # A file whose writer moved on (it is not its series' newest) is not expected to finish its last
-    # line: that line is decoded with the rest (a whole record cut just before its newline loads;
-    # anything else is a truncated line), and the caller reads it again should the file grow. A chunk
-    # cut short (the file shrank since it was planned) holds its partial line back for the next run,
-    # which sees the rewrite.
-    last_line = bool(tail) and not is_newest and end is None
-    if last_line:
-        data = blob + b"\n"  # one copy, of the rare file that ends without a newline
     line_ends = byte_positions(np.frombuffer(data, dtype=np.uint8), 10)
-    return ByteRange(file, start, complete, first_line, data, line_ends, tail, last_line)
+    # A file whose writer moved on (it is not its series' newest) has a truncated last line: its caller
+    # rejects it, and reads it again should the file grow. A chunk cut short (the file shrank since it
+    # was planned) holds its partial line back for the next run, which sees the rewrite.
+    truncated = bool(tail) and not is_newest and end is None
+    return ByteRange(file, start, start + len(data), first_line, data, line_ends, tail, truncated)
 
 
 def line_boundaries(file: ArchiveFile, start: int, step: int) -> list[int]:

@@ -33,7 +33,7 @@ MANIFEST_SCHEMA = pl.Schema(
         "consumed_bytes": pl.Int64(),
         "lines_consumed": pl.Int64(),
         # The file ended without a newline when read, after the writer had moved on: that last line was
-        # read (loaded or rejected), and consumed_bytes / lines_consumed stop before it, so that it is read
+        # rejected as truncated, and consumed_bytes / lines_consumed stop before it, so that it is read
         # again, whole, if the file grows. False in manifests written before this column existed.
         "tail_read": pl.Boolean(),
         "fp_len": pl.Int64(),
