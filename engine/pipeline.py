@@ -531,6 +531,15 @@ class _Runner:
                 f"no archive file under {self.opts.source} ({len(unknown)} other file{'' if len(unknown) == 1 else 's'}): "
                 "--source names the archive root, the directory that holds assets/scalp, assets/swing and universe"
             )
+        # A file in a scalp or swing folder whose name is not a real date is an archive file misnamed
+        # (20260231_10.jsonl): counted as unrecognised, it would be missing from the database unseen.
+        misnamed = [u for u in unknown if u.rsplit("/", 2)[-2:-1] in (["scalp"], ["swing"])]
+        if misnamed:
+            self.summary.warnings.append(
+                f"{len(misnamed)} file{'' if len(misnamed) == 1 else 's'} in scalp/ or swing/ not read, not named "
+                f"YYYYMMDD_HH.jsonl or YYYYMMDD.jsonl with a real date: {', '.join(misnamed[:3])}"
+                + (", ..." if len(misnamed) > 3 else "")
+            )
         known = {r["path"]: r for r in self.manifest.iter_rows(named=True)}
         newest = scan.newest_of_series([f for f in files if f.kind in TABLE_OF])
         reads: list[_Read] = []

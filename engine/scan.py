@@ -115,7 +115,15 @@ def discover(root: Path) -> tuple[list[ArchiveFile], list[str]]:
     """
     found: list[ArchiveFile] = []
     unknown: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=_unreadable):
+    walked: set[str] = set()
+    # Symlinked folders are followed (``assets/scalp`` linked to another disk is an archive folder like
+    # any other); a folder reached twice (a loop, or two links to one place) is read once.
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_unreadable, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in walked:
+            dirnames[:] = []
+            continue
+        walked.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel_dir = os.path.relpath(dirpath, root)
         dir_parts = () if rel_dir == "." else tuple(Path(rel_dir).parts)

@@ -705,6 +705,36 @@ def test_a_source_without_archive_files_says_so(tmp_path: Path) -> None:
     assert run(src, url, stg).to_dict()["warnings"] == []
 
 
+def test_symlinked_folders_are_read_once(tmp_path: Path) -> None:
+    """``assets/scalp`` linked to another disk is read like any folder; a link back up (a loop) or a
+    second link to the same folder does not read anything twice."""
+    src, elsewhere = tmp_path / "archive", tmp_path / "disk2/scalp"
+    write_lines(elsewhere / "20260130_13.jsonl", [tick(acc=1), tick(acc=2, execution_time="130513")])
+    write_lines(src / "assets/swing/20260130.jsonl", [swing()])
+    (src / "assets/scalp").symlink_to(elsewhere, target_is_directory=True)
+    (src / "assets/loop").symlink_to(src, target_is_directory=True)
+    (src / "assets/zz_again").symlink_to(elsewhere, target_is_directory=True)
+    url, stg = f"sqlite:///{tmp_path / 't.db'}", tmp_path / "stg"
+    s = run(src, url, stg).to_dict()
+    assert (s["lines_read"], s["loaded"], s["duplicates"], s["warnings"]) == (3, 3, 0, [])
+    assert rows(url, "SELECT DISTINCT source_file FROM scalp_ticks") == [("assets/scalp/20260130_13.jsonl",)]
+
+
+def test_a_misnamed_file_in_a_kind_folder_is_named_in_a_warning(tmp_path: Path) -> None:
+    """A file in scalp/ or swing/ whose name is not a real date is not read: the run says which."""
+    src = tmp_path / "archive"
+    write_lines(src / "assets/scalp/20260130_13.jsonl", [tick()])
+    write_lines(src / "assets/scalp/20260231_10.jsonl", [tick()])
+    write_lines(src / "assets/swing/20260130.jsonl.gz", ["x"])
+    write_lines(src / "notes/readme.json", ["{}"])  # elsewhere: not ours, and not a warning
+    s = run(src, f"sqlite:///{tmp_path / 't.db'}", tmp_path / "stg").to_dict()
+    assert s["files"]["unrecognised"] == 3 and s["loaded"] == 1
+    assert s["warnings"] == [
+        "2 files in scalp/ or swing/ not read, not named YYYYMMDD_HH.jsonl or YYYYMMDD.jsonl with a real date: "
+        "assets/scalp/20260231_10.jsonl, assets/swing/20260130.jsonl.gz"
+    ]
+
+
 def test_a_run_that_waits_for_another_says_so(tmp_path: Path) -> None:
     """Two runs of one scope never overlap; the second says it waits (live, and in its warnings)."""
     import fcntl
