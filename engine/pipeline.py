@@ -717,12 +717,14 @@ class _Runner:
         self.summary.stages.update(p.timings)
         counts = self.summary.kinds[p.kind.value]
         counts.held_back += p.held_back
-        if p.lines_in_unit == 0 or p.rows is None:
+        if p.lines_in_unit == 0 and not any(r.restart for r in p.unit):
             return  # only held-back tails: nothing to commit, the manifest already says where to resume
+        # (a rewritten file that is now empty still commits: its old rejects go, and the manifest
+        # records it as it is, or every later run would find it rewritten again)
         table = TABLE_OF[p.kind]
         batch = p.rows
         with _timed(self.summary, "dedup"):
-            deltas = [
+            deltas = [] if batch is None else [
                 dedup.resolve_partition(self.staging, table, m, d, part)
                 for (m, d), part in _partitions(batch, table).items()
             ]

@@ -571,6 +571,21 @@ def test_rewritten_file_is_reprocessed(tmp_path: Path, target_url: str) -> None:
     assert rows(target_url, "SELECT line_number, reason, raw_line FROM etl_rejects") == [(2, "not_an_object", "[1]")]
 
 
+def test_a_file_emptied_is_a_rewrite_recorded_once(tmp_path: Path, target_url: str) -> None:
+    """A file truncated to nothing: its rejects go, and the next run has nothing to say about it."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    write_lines(src / SCALP, [tick(acc=1), "garbage"])
+    write_lines(src / NEXT_HOUR, [tick(acc=3, execution_time="140000", ts="2026-01-30T14:00:00.2+09:00")])
+    run(src, target_url, stg)
+    (src / SCALP).write_bytes(b"")
+    s = run(src, target_url, stg).to_dict()
+    assert s["warnings"] == [f"{SCALP} was rewritten (head changed or file shrank): reprocessing it"]
+    assert (s["lines_read"], s["commits"]) == (0, 1)
+    assert rows(target_url, "SELECT count(*) FROM etl_rejects") == [(0,)]
+    again = run(src, target_url, stg).to_dict()
+    assert (again["warnings"], again["lines_read"], again["commits"]) == ([], 0, 0)
+
+
 def test_universe_rewrite_replaces_the_days_membership(tmp_path: Path, target_url: str) -> None:
     src, stg = tmp_path / "a", tmp_path / "stg"
     path = src / "universe/20260130_kr_stocks.json"
