@@ -560,13 +560,18 @@ class _Runner:
             # head read and hashed again.
             unchanged = entry["size"] == f.size and entry["mtime_ns"] == f.mtime_ns
             tail_read = bool(entry["tail_read"])
+            # A changed file was rewritten, not appended to, if it shrank or if its head or the bytes just
+            # before where the last run stopped differ (a file replaced by a longer version with the same
+            # head would otherwise be read on from an offset inside other lines).
+            end, end_len = entry["consumed_bytes"], entry["end_fp_len"] or 0
             restart = not unchanged and (
-                f.size < entry["consumed_bytes"]
+                f.size < end
                 or (tail_read and f.size < entry["size"])  # the last line it read is no longer there
-                or (entry["fp_len"] > 0 and scan.head_fingerprint(f.path, entry["fp_len"]) != entry["fp_hash"])
+                or (entry["fp_len"] > 0 and scan.fingerprint_at(f.path, 0, entry["fp_len"]) != entry["fp_hash"])
+                or (end_len > 0 and scan.fingerprint_at(f.path, end - end_len, end_len) != entry["end_fp_hash"])
             )
             if restart:
-                self.summary.warnings.append(f"{f.rel} was rewritten (head changed or file shrank): reprocessing it")
+                self.summary.warnings.append(f"{f.rel} was rewritten (it shrank, or bytes already read changed): reprocessing it")
                 reads.append(_Read(f, 0, 1, True))
             elif unchanged and tail_read:
                 pass  # its unterminated last line was read when its writer had moved on: nothing new
@@ -755,11 +760,17 @@ class _Runner:
     def _manifest_row(self, f: scan.ArchiveFile, rng: scan.ByteRange, lines: int) -> dict[str, Any]:
         fp_len = min(rng.end, scan.FINGERPRINT_BYTES)
         head = rng.data[:fp_len] if rng.start == 0 and len(rng.data) >= fp_len else None
-        fp_hash = scan.fingerprint(head) if head is not None else scan.head_fingerprint(f.path, fp_len)
+        fp_hash = scan.fingerprint(head) if head is not None else scan.fingerprint_at(f.path, 0, fp_len)
+        in_range = rng.end - rng.start  # the complete lines' bytes at the start of rng.data
+        end_fp = (
+            scan.fingerprint(rng.data[in_range - fp_len : in_range]) if in_range >= fp_len
+            else scan.fingerprint_at(f.path, rng.end - fp_len, fp_len)
+        )
         return {
             "path": f.rel, "kind": f.kind.value, "size": rng.size, "mtime_ns": f.mtime_ns,
             "consumed_bytes": rng.end, "lines_consumed": lines, "tail_read": rng.tail_is_truncated,
-            "fp_len": fp_len, "fp_hash": fp_hash, "content_hash": None, "run_id": self.summary.run_id,
+            "fp_len": fp_len, "fp_hash": fp_hash, "end_fp_len": fp_len, "end_fp_hash": end_fp,
+            "content_hash": None, "run_id": self.summary.run_id,
         }
 
     def _reject_rows(self, rejects: pl.DataFrame, rng: scan.ByteRange, source_type: str) -> pl.DataFrame:
@@ -791,6 +802,7 @@ class _Runner:
         row = {
             "path": f.rel, "kind": f.kind.value, "size": len(data), "mtime_ns": f.mtime_ns,
             "consumed_bytes": len(data), "lines_consumed": 0, "tail_read": False, "fp_len": 0, "fp_hash": None,
+            "end_fp_len": 0, "end_fp_hash": None,
             "content_hash": content_hash, "run_id": self.summary.run_id,
         }
         try:

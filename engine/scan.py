@@ -203,8 +203,11 @@ def fingerprint(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def head_fingerprint(path: Path, length: int) -> str:
+def fingerprint_at(path: Path, offset: int, length: int) -> str:
+    """The fingerprint of ``length`` bytes of a file from ``offset`` (its head, or the bytes before where
+    the last run stopped reading)."""
     with path.open("rb") as fh:
+        fh.seek(offset)
         return fingerprint(fh.read(length))
 
 

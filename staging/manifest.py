@@ -38,6 +38,9 @@ MANIFEST_SCHEMA = pl.Schema(
         "tail_read": pl.Boolean(),
         "fp_len": pl.Int64(),
         "fp_hash": pl.String(),
+        # The last fp_len bytes before consumed_bytes: with the head's, what tells an append from a rewrite.
+        "end_fp_len": pl.Int64(),
+        "end_fp_hash": pl.String(),
         "content_hash": pl.String(),
         "run_id": pl.String(),
         "commit_seq": pl.Int64(),
@@ -60,8 +63,9 @@ def load(staging: Path, scope: str) -> pl.DataFrame:
     if not path.exists():
         return pl.DataFrame(schema=MANIFEST_SCHEMA)
     files = read_staged(path)
-    if "tail_read" not in files.columns and "path" in files.columns:
-        files = files.with_columns(tail_read=pl.lit(False))
+    if "path" in files.columns:  # columns added since: absent in a staging written before them
+        added = {"tail_read": pl.lit(False), "end_fp_len": pl.lit(0, pl.Int64), "end_fp_hash": pl.lit(None, pl.String)}
+        files = files.with_columns(**{c: v for c, v in added.items() if c not in files.columns})
     try:
         return files.select(MANIFEST_SCHEMA.names()).cast(dict(MANIFEST_SCHEMA))
     except pl.exceptions.PolarsError as exc:

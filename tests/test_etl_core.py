@@ -544,13 +544,14 @@ def test_a_daily_file_whose_day_has_passed_is_finished(tmp_path: Path, target_ur
 
 
 def test_a_manifest_from_before_tail_read_is_read_as_it_was(tmp_path: Path, target_url: str) -> None:
-    """A staging written before the manifest had ``tail_read``: the column reads as false, a run with
-    nothing new stays one, and a file that grows is read on from where that manifest says."""
+    """A staging written before the manifest had ``tail_read`` and the end fingerprint: the columns read
+    as false and absent, a run with nothing new stays one, and a file that grows is read on from where
+    that manifest says."""
     src, stg = tmp_path / "a", tmp_path / "stg"
     write_lines(src / SCALP, [tick(acc=1)])
     run(src, target_url, stg)
     path = stg / "_manifest/scope=all/files.parquet"
-    pl.read_parquet(path).drop("tail_read").write_parquet(path)
+    pl.read_parquet(path).drop("tail_read", "end_fp_len", "end_fp_hash").write_parquet(path)
     assert run(src, target_url, stg).to_dict()["lines_read"] == 0
     write_lines(src / SCALP, [tick(acc=1), tick(acc=2, execution_time="130513")])
     s = run(src, target_url, stg).to_dict()
@@ -564,11 +565,27 @@ def test_rewritten_file_is_reprocessed(tmp_path: Path, target_url: str) -> None:
     run(src, target_url, stg)
     write_lines(src / SCALP, [tick(acc=5, execution_time="130520"), "[1]"])  # shrank and changed its head
     s = run(src, target_url, stg).to_dict()
-    assert s["warnings"] == [f"{SCALP} was rewritten (head changed or file shrank): reprocessing it"]
+    assert s["warnings"] == [f"{SCALP} was rewritten (it shrank, or bytes already read changed): reprocessing it"]
     assert (s["lines_read"], s["loaded"], s["rejected"]) == (2, 1, 1)
     assert rows(target_url, "SELECT count(*) FROM scalp_ticks") == [(3,)]
     # the file's rejects are those of what it holds now: line 2 is '[1]', not 'garbage'
     assert rows(target_url, "SELECT line_number, reason, raw_line FROM etl_rejects") == [(2, "not_an_object", "[1]")]
+
+
+def test_a_file_replaced_by_a_longer_version_with_the_same_head_is_a_rewrite(tmp_path: Path, target_url: str) -> None:
+    """A file swapped for a longer one (written aside, renamed over it) whose first 4 KB are the same but
+    not what follows: reading on from the old offset would start inside another line and never read the
+    changed ones. The bytes before that offset tell it from an append."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    lines = [tick(acc=i + 1, execution_time=f"1305{i:02d}") for i in range(30)]  # ~11 KB
+    path = write_lines(src / SCALP, lines)
+    run(src, target_url, stg)
+    changed = [*lines[:25], tick(acc=126, execution_time="130525", session="x" * 60), *lines[26:]]
+    write_lines(src / "replacement.tmp", [*changed, tick(acc=131, execution_time="130531")]).replace(path)
+    s = run(src, target_url, stg).to_dict()
+    assert s["warnings"] == [f"{SCALP} was rewritten (it shrank, or bytes already read changed): reprocessing it"]
+    assert (s["lines_read"], s["loaded"], s["duplicates"], s["rejected"]) == (31, 2, 29, 0)
+    assert rows(target_url, "SELECT acc_volume FROM scalp_ticks WHERE acc_volume > 100 ORDER BY 1") == [(126,), (131,)]
 
 
 def test_a_file_emptied_is_a_rewrite_recorded_once(tmp_path: Path, target_url: str) -> None:
@@ -579,7 +596,7 @@ def test_a_file_emptied_is_a_rewrite_recorded_once(tmp_path: Path, target_url: s
     run(src, target_url, stg)
     (src / SCALP).write_bytes(b"")
     s = run(src, target_url, stg).to_dict()
-    assert s["warnings"] == [f"{SCALP} was rewritten (head changed or file shrank): reprocessing it"]
+    assert s["warnings"] == [f"{SCALP} was rewritten (it shrank, or bytes already read changed): reprocessing it"]
     assert (s["lines_read"], s["commits"]) == (0, 1)
     assert rows(target_url, "SELECT count(*) FROM etl_rejects") == [(0,)]
     again = run(src, target_url, stg).to_dict()
@@ -939,7 +956,7 @@ def test_a_run_with_nothing_new_reads_no_unchanged_file_and_a_same_size_rewrite_
     run(src, url, stg)
 
     with monkeypatch.context() as m:
-        m.setattr(scan, "head_fingerprint", _no_reads)
+        m.setattr(scan, "fingerprint_at", _no_reads)
         m.setattr(scan, "read_new_bytes", _no_reads)
         assert run(src, url, stg).to_dict()["lines_read"] == 0
 
