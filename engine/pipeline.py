@@ -563,7 +563,7 @@ class _Runner:
             # A changed file was rewritten, not appended to, if it shrank or if its head or the bytes just
             # before where the last run stopped differ (a file replaced by a longer version with the same
             # head would otherwise be read on from an offset inside other lines).
-            end, end_len = entry["consumed_bytes"], entry["end_fp_len"] or 0
+            end, end_len = entry["consumed_bytes"], entry["end_fp_len"] or 0  # (null in older manifests)
             restart = not unchanged and (
                 f.size < end
                 or (tail_read and f.size < entry["size"])  # the last line it read is no longer there
@@ -759,17 +759,11 @@ class _Runner:
 
     def _manifest_row(self, f: scan.ArchiveFile, rng: scan.ByteRange, lines: int) -> dict[str, Any]:
         fp_len = min(rng.end, scan.FINGERPRINT_BYTES)
-        head = rng.data[:fp_len] if rng.start == 0 and len(rng.data) >= fp_len else None
-        fp_hash = scan.fingerprint(head) if head is not None else scan.fingerprint_at(f.path, 0, fp_len)
-        in_range = rng.end - rng.start  # the complete lines' bytes at the start of rng.data
-        end_fp = (
-            scan.fingerprint(rng.data[in_range - fp_len : in_range]) if in_range >= fp_len
-            else scan.fingerprint_at(f.path, rng.end - fp_len, fp_len)
-        )
         return {
             "path": f.rel, "kind": f.kind.value, "size": rng.size, "mtime_ns": f.mtime_ns,
             "consumed_bytes": rng.end, "lines_consumed": lines, "tail_read": rng.tail_is_truncated,
-            "fp_len": fp_len, "fp_hash": fp_hash, "end_fp_len": fp_len, "end_fp_hash": end_fp,
+            "fp_len": fp_len, "fp_hash": rng.fingerprint_of(0, fp_len),
+            "end_fp_len": fp_len, "end_fp_hash": rng.fingerprint_of(rng.end - fp_len, fp_len),
             "content_hash": None, "run_id": self.summary.run_id,
         }
 

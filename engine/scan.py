@@ -233,6 +233,14 @@ class ByteRange:
         """The file's size when it was read: its complete lines and the tail."""
         return self.end + len(self.tail)
 
+    def fingerprint_of(self, offset: int, length: int) -> str:
+        """The fingerprint of the file's bytes [offset, offset+length): from the buffer where it holds
+        them, else read from the file."""
+        lo = offset - self.start
+        if lo >= 0 and offset + length <= self.end:
+            return fingerprint(self.data[lo : lo + length])
+        return fingerprint_at(self.file.path, offset, length)
+
     def raw_lines(self, idx: np.ndarray) -> pl.Series:
         """The text of the given 0-based line indexes (rejects only), cut out of the buffer by Arrow.
 

@@ -34,7 +34,7 @@ MANIFEST_SCHEMA = pl.Schema(
         "lines_consumed": pl.Int64(),
         # The file ended without a newline when read, after the writer had moved on: that last line was
         # rejected as truncated, and consumed_bytes / lines_consumed stop before it, so that it is read
-        # again, whole, if the file grows. False in manifests written before this column existed.
+        # again, whole, if the file grows. Null (false) in manifests written before this column existed.
         "tail_read": pl.Boolean(),
         "fp_len": pl.Int64(),
         "fp_hash": pl.String(),
@@ -63,9 +63,8 @@ def load(staging: Path, scope: str) -> pl.DataFrame:
     if not path.exists():
         return pl.DataFrame(schema=MANIFEST_SCHEMA)
     files = read_staged(path)
-    if "path" in files.columns:  # columns added since: absent in a staging written before them
-        added = {"tail_read": pl.lit(False), "end_fp_len": pl.lit(0, pl.Int64), "end_fp_hash": pl.lit(None, pl.String)}
-        files = files.with_columns(**{c: v for c, v in added.items() if c not in files.columns})
+    if "path" in files.columns:  # columns added since (tail_read, end_fp_*): null in a staging written before
+        files = files.with_columns(pl.lit(None, t).alias(c) for c, t in MANIFEST_SCHEMA.items() if c not in files.columns)
     try:
         return files.select(MANIFEST_SCHEMA.names()).cast(dict(MANIFEST_SCHEMA))
     except pl.exceptions.PolarsError as exc:

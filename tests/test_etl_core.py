@@ -16,6 +16,8 @@ from schemas.records import REJECT_REASONS
 from tests.support import db_snapshot, rows, run, staged_snapshot, swing, tick, write_lines
 
 SCALP = "assets/scalp/20260130_13.jsonl"
+NEXT_HOUR = "assets/scalp/20260130_14.jsonl"
+NEXT_HOUR_TICK = tick(acc=3, execution_time="140000", ts="2026-01-30T14:00:00.2+09:00")  # the first trade of the next hour's file
 
 
 # One line per reject reason, each with exactly one problem. (kind file, line, expected reason)
@@ -449,13 +451,12 @@ def test_truncated_line_of_a_finished_file_is_rejected(tmp_path: Path, target_ur
     path.parent.mkdir(parents=True)
     path.write_text(tick(acc=1) + "\n" + tick(acc=2)[:30])
     assert run(src, target_url, stg).to_dict()["held_back"] == 1
-    write_lines(src / "assets/scalp/20260130_14.jsonl", [tick(acc=3, execution_time="140000", ts="2026-01-30T14:00:00.2+09:00")])
+    write_lines(src / NEXT_HOUR, [NEXT_HOUR_TICK])
     s = run(src, target_url, stg).to_dict()
     assert s["rejects_by_reason"] == {"truncated_line": 1} and s["held_back"] == 0
     assert rows(target_url, "SELECT source_file, line_number, reason FROM etl_rejects") == [(SCALP, 2, "truncated_line")]
 
 
-NEXT_HOUR = "assets/scalp/20260130_14.jsonl"
 
 
 def _as_one_run(src: Path, tmp_path: Path, target_url: str) -> tuple[dict, dict]:
@@ -472,7 +473,7 @@ def test_a_last_line_finished_after_its_file_was_superseded_is_loaded(tmp_path: 
     src, stg = tmp_path / "a", tmp_path / "stg"
     last = tick(acc=2, execution_time="135959", ts="2026-01-30T13:59:59.9+09:00")
     path = write_lines(src / SCALP, [tick(acc=1), last[:40]], final_newline=False)
-    write_lines(src / NEXT_HOUR, [tick(acc=3, execution_time="140000", ts="2026-01-30T14:00:00.2+09:00")])
+    write_lines(src / NEXT_HOUR, [NEXT_HOUR_TICK])
     s1 = run(src, target_url, stg).to_dict()
     assert (s1["loaded"], s1["rejects_by_reason"]) == (2, {"truncated_line": 1})
     with pytest.MonkeyPatch.context() as m:  # its tail is decided: an unchanged file is not opened again
@@ -494,7 +495,7 @@ def test_a_whole_last_record_without_its_newline_waits_for_it(tmp_path: Path, ta
     src, stg = tmp_path / "a", tmp_path / "stg"
     whole = tick(acc=2, execution_time="130513")
     path = write_lines(src / SCALP, [tick(acc=1), whole], final_newline=False)
-    write_lines(src / NEXT_HOUR, [tick(acc=3, execution_time="140000", ts="2026-01-30T14:00:00.2+09:00")])
+    write_lines(src / NEXT_HOUR, [NEXT_HOUR_TICK])
     s1 = run(src, target_url, stg).to_dict()
     assert (s1["loaded"], s1["rejects_by_reason"], s1["held_back"]) == (2, {"truncated_line": 1}, 0)
     assert rows(target_url, "SELECT line_number, raw_line FROM etl_rejects") == [(2, whole)]
@@ -517,7 +518,7 @@ def test_a_truncated_line_run_together_with_a_later_record_stays_rejected(
     src, stg = tmp_path / "a", tmp_path / "stg"
     piece = tick(acc=2, execution_time="130513")[:cut]
     path = write_lines(src / SCALP, [tick(acc=1), piece], final_newline=False)
-    write_lines(src / NEXT_HOUR, [tick(acc=3, execution_time="140000", ts="2026-01-30T14:00:00.2+09:00")])
+    write_lines(src / NEXT_HOUR, [NEXT_HOUR_TICK])
     run(src, target_url, stg)
     with path.open("a", encoding="utf-8") as fh:
         fh.write(tick(acc=4, execution_time="130514") + "\n")
@@ -592,7 +593,7 @@ def test_a_file_emptied_is_a_rewrite_recorded_once(tmp_path: Path, target_url: s
     """A file truncated to nothing: its rejects go, and the next run has nothing to say about it."""
     src, stg = tmp_path / "a", tmp_path / "stg"
     write_lines(src / SCALP, [tick(acc=1), "garbage"])
-    write_lines(src / NEXT_HOUR, [tick(acc=3, execution_time="140000", ts="2026-01-30T14:00:00.2+09:00")])
+    write_lines(src / NEXT_HOUR, [NEXT_HOUR_TICK])
     run(src, target_url, stg)
     (src / SCALP).write_bytes(b"")
     s = run(src, target_url, stg).to_dict()
