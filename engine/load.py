@@ -188,6 +188,7 @@ SQLITE_CACHE_KIB = 32768
 # instead is slower.
 SQLITE_SORT_HELPERS = 1
 _SCHEMA_LOCK = 0x6F627365  # pg_advisory_xact_lock key: one schema change at a time per database
+_REJECTS_LOCK = 0x6F627372  # pg_advisory_xact_lock key: one transaction at a time writes etl_rejects
 
 
 @dataclass(frozen=True)
@@ -702,9 +703,21 @@ class Target:
         self.append(table, df)
         return before, df.height
 
+    def _lock_rejects(self) -> None:
+        """Take etl_rejects for the rest of the transaction (PostgreSQL; SQLite has one writer anyway).
+
+        Rejects carry no market, so parallel per-market runs delete and upsert the same reject rows, each
+        in its own order: two commits doing so at once deadlocked (one run's ``forget_rejects`` of a
+        grown file's line against another's upsert of it; 7 of 36 runs of six markets on a growing
+        archive). Held until COMMIT, so these commits' tails take turns; their data loads do not.
+        """
+        if self.dialect == "postgresql":
+            self._exec(f"SELECT 1 FROM pg_advisory_xact_lock({_REJECTS_LOCK})")
+
     def forget_rejects(self, source_file: str, from_line: int = 0) -> None:
         """Delete a file's rejects from a line on: it is read again from there (0: from the start, a
         rewritten file or a changed document; else a last line read again once the file has grown)."""
+        self._lock_rejects()
         self._exec(
             f"DELETE FROM {ETL_REJECTS.name} WHERE source_file = {self.ph(1)} AND line_number >= {self.ph(2)}",
             (source_file, from_line),
@@ -712,6 +725,9 @@ class Target:
 
     def write_rejects(self, df: pl.DataFrame, known_new: bool) -> None:
         """Rejects of lines read for the first time are appended; a re-read file's replace the old ones."""
+        if df.height == 0:
+            return
+        self._lock_rejects()
         if known_new:
             self.append(ETL_REJECTS, df)
         else:

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -496,6 +497,48 @@ def test_concurrent_ensure_schema(pg_url: str) -> None:
     ]
     errs = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errs
+
+
+def test_parallel_commits_that_rewrite_the_same_rejects_take_turns(pg_url: str) -> None:
+    """Per-market runs record the same rejects (they carry no market). One commit forgets a grown file's
+    rejects from line 2 while another upserts lines 1 and 2 of it, then the first upserts line 1: in
+    that order the row locks deadlocked, and PostgreSQL failed one of the runs. The second commit now
+    waits for the first before it touches etl_rejects at all."""
+    a, b = _target(pg_url), _target(pg_url)
+    f = "assets/scalp/20260130_10.jsonl"
+
+    def rejects(lines: list[int], run: str) -> pl.DataFrame:
+        return _frame(ETL_REJECTS, [dict(source_file=f, line_number=n, source_type="scalp", reason="truncated_line",
+                                         raw_line="{", run_id=run, etl_timestamp=NOW) for n in lines])
+
+    errors: list[BaseException] = []
+    b_first_written = threading.Event()
+
+    def other_market() -> None:
+        try:
+            with b.transaction():
+                b.write_rejects(rejects([1], "b"), known_new=False)
+                b_first_written.set()
+                b.write_rejects(rejects([2], "b"), known_new=False)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    try:
+        a.write_rejects(rejects([1, 2, 3], "before"), known_new=True)
+        with a.transaction():
+            a.forget_rejects(f, 2)
+            thread = threading.Thread(target=other_market)
+            thread.start()
+            b_first_written.wait(timeout=2)  # set without the lock: b then waits on a's deleted line 2
+            a.write_rejects(rejects([1, 2], "a"), known_new=False)
+        thread.join(timeout=60)
+        assert not thread.is_alive() and errors == []
+        got = a.read_table("etl_rejects", order_by="line_number")
+        # a's commit came first; b's same rejects then changed nothing (an upsert keeps an equal row as it is)
+        assert got.select("line_number", "run_id").rows() == [(1, "before"), (2, "a")]
+    finally:
+        a.close()
+        b.close()
 
 
 # -- URLs and errors --------------------------------------------------------------------------------
