@@ -599,6 +599,20 @@ def test_a_role_that_may_not_create_tables_is_one_sentence(pg_url: str, tiny_arc
         admin.close()
 
 
+def test_a_url_that_names_no_database_is_refused(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """libpq would connect to the database named after the user: for postgres, the maintenance database,
+    where a run created every table and loaded the archive. A database in the query or in PGDATABASE
+    (which libpq reads) names one."""
+    monkeypatch.delenv("PGDATABASE", raising=False)
+    for url in ("postgresql://postgres@127.0.0.1:5432/", "postgresql://postgres@127.0.0.1:5432",
+                "postgresql://127.0.0.1/?user=postgres"):
+        with pytest.raises(TargetError, match="it names no database; use postgresql://"):
+            parse_target(url)
+    assert parse_target("postgresql://127.0.0.1:5432/?dbname=test&user=postgres").dialect == "postgresql"
+    monkeypatch.setenv("PGDATABASE", "test")
+    assert parse_target("postgresql://postgres@127.0.0.1:5432/").dialect == "postgresql"
+
+
 def test_redact() -> None:
     parse_target("postgresql://u:hunter2x@h/db")
     assert redact("postgresql://u:p@ss@h:5432/db") == "postgresql://u:***@h:5432/db"
