@@ -165,7 +165,12 @@ def load_security_master(path: Path) -> pl.DataFrame:
         raise ConfigError(f"security master {path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
     if not {"symbol", "market"} <= set(df.columns):
         raise ConfigError(f"security master {path} needs the columns symbol and market")
-    df = df.select("symbol", "market").drop_nulls().unique(subset="symbol", keep="last")
+    df = df.select("symbol", "market").drop_nulls().unique(maintain_order=True)
+    twice = df.filter(pl.col("symbol").is_duplicated())
+    if twice.height:  # which one wins would be the file's order, silently
+        sym = twice["symbol"][0]
+        markets = ", ".join(sorted(twice.filter(pl.col("symbol") == sym)["market"]))
+        raise ConfigError(f"security master {path} puts {sym} in more than one market ({markets}): give each symbol one")
     if not df["symbol"].str.contains(SYMBOL_PATTERN).all():
         raise ConfigError(f"security master {path} has symbols that are not 6-character codes")
     bad = df.filter(~pl.col("market").str.contains(MARKET_PATTERN))

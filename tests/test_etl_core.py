@@ -280,6 +280,18 @@ def test_a_holiday_list_that_is_not_utf8_is_one_sentence(tmp_path: Path) -> None
         load_holidays(path)
 
 
+def test_a_security_master_that_puts_a_symbol_in_two_markets_is_one_sentence(tmp_path: Path) -> None:
+    """Which market won would be the file's order, silently; a line repeated as it is stays harmless."""
+    from engine.config import ConfigError, load_security_master
+
+    path = tmp_path / "master.csv"
+    path.write_text("symbol,market\n005930,KOSPI\n000660,KOSPI\n005930,KOSPI\n")
+    assert load_security_master(path).rows() == [("005930", "KOSPI"), ("000660", "KOSPI")]
+    path.write_text("symbol,market\n005930,KOSPI\n000660,KOSPI\n005930,KOSDAQ\n")
+    with pytest.raises(ConfigError, match=r"master.csv puts 005930 in more than one market \(KOSDAQ, KOSPI\)"):
+        load_security_master(path)
+
+
 def test_duplicates_keep_the_copy_received_first(tmp_path: Path, target_url: str) -> None:
     src, stg = tmp_path / "a", tmp_path / "stg"
     later = tick(ts="2026-01-30T13:05:14.2+09:00", session="observer-B")
