@@ -406,7 +406,7 @@ _K1_VARIANTS: tuple[tuple[str, str], ...] = (
     ("not_an_object", "+obj3"),
     ("test_row", "+sess_quick_test"),
     ("missing_field", "no_accumulated"),
-    ("bad_timestamp", "exec_iso"),
+    ("test_row", "exec_iso"),  # only a test harness writes an ISO datetime there (contract section 2)
     ("test_row", "+marker"),
     ("bad_timestamp", "ts_day32"),
     ("test_row", "+sym_TEST01_iso"),
@@ -477,23 +477,23 @@ def _k1_dirt(variant: str, line: str, cur: bool, day: date, sec: int, rng: rando
             d["symbol"] = variant[4:]
         elif variant.startswith("ts_"):
             d["timestamp"] = _bad_ts(d["timestamp"], variant[3:])
+        elif variant == "exec_iso":
+            d["execution_time"] = f"{day.isoformat()}T{_HMS[sec]}"
         elif variant.startswith("exec_"):
             if not cur:  # v0 has no execution_time: break the timestamp instead
                 d["timestamp"] = _bad_ts(d["timestamp"], "hour25")
             elif variant == "exec_256199":
                 d["execution_time"] = "256199"
-            elif variant == "exec_colons":
+            else:  # exec_colons
                 d["execution_time"] = f"{_HMS[sec]}"
-            else:
-                d["execution_time"] = f"{day.isoformat()}T{_HMS[sec]}"
         elif variant == "price_zero":
             d["price"][pkey] = 0
         elif variant == "price_negative":
             d["price"][pkey] = -d["price"][pkey]
         elif variant == "price_fraction":
             d["price"][pkey] = d["price"][pkey] + 0.5
-        elif variant == "acc_negative":
-            d["volume"]["accumulated"] = -1
+        elif variant == "acc_negative":  # or 0, "missing upstream" (every other one)
+            d["volume"]["accumulated"] = -(sec % 2)
         elif variant == "acc_fraction":
             d["volume"]["accumulated"] = d["volume"]["accumulated"] + 0.5
         else:

@@ -195,7 +195,8 @@ def normalize_scalp(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
         (pl.col("_cur") >= 1) & (pl.col("_cur") <= 5) & (pl.col("_cur") == pl.col("_cur").floor())
     ).fill_null(False) & _valid_hhmmss(pl.col("symbol"))
     chain = [
-        ("test_row", _is_test_row("source", "session_id")),
+        # The collector writes HHMMSS there; only a test harness writes an ISO datetime (contract section 2).
+        ("test_row", _is_test_row("source", "session_id") | et.str.contains(r"^\d{4}-\d{2}-\d{2}[T ]").fill_null(False)),
         ("corrupt_parser_window", corrupt),
         (
             "missing_field",
@@ -212,7 +213,9 @@ def normalize_scalp(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
             | (pl.col("_price") <= 0).fill_null(False)
             | pl.any_horizontal(_bad_count(pl.col(c)) for c in ("_open", "_high", "_low", "_ask", "_bid")),
         ),
-        ("bad_volume", _bad_count(pl.col("_acc")) | _bad_count(pl.col("_value"))),
+        # A cumulative volume of 0 is "missing upstream" (contract section 2), not a trade: it is the key
+        # that tells a symbol's trades of a day apart, so two such ticks would pass for copies of one.
+        ("bad_volume", _bad_count(pl.col("_acc")) | (pl.col("_acc") == 0).fill_null(False) | _bad_count(pl.col("_value"))),
     ]
     df = df.with_columns(reason=_reason(chain))
     trade_date = kst_wall(pl.col("recv_time")).dt.date()

@@ -32,6 +32,8 @@ REJECT_CASES = {
         (SCALP, tick(test_marker=True)),
         (SCALP, tick(symbol="TEST01")),
         (SCALP, tick(symbol="TEST01", execution_time="2026-01-30T13:05:12")),
+        (SCALP, tick(execution_time="2026-01-30T13:05:12")),  # the collector writes HHMMSS; a harness, ISO
+        (SCALP, tick(execution_time="2026-01-30 13:05:13")),
         ("assets/swing/20260130.jsonl", swing(session="quick_test")),
     ],
     "corrupt_parser_window": [
@@ -53,7 +55,7 @@ REJECT_CASES = {
     "bad_timestamp": [
         (SCALP, tick(ts="2026-01-30 garbage")),
         (SCALP, tick(execution_time="256199")),
-        (SCALP, tick(execution_time="2026-01-30T13:05:12")),
+        (SCALP, tick(execution_time="13:05:12")),
         ("assets/swing/20260130.jsonl", swing(ts="yesterday")),
         # outside KST 2000-2099: no date to partition by, no text SQLite stores, a watermark stuck in 9999
         (SCALP, tick(ts="9999-12-31T15:00:00+00:00")),
@@ -67,6 +69,9 @@ REJECT_CASES = {
         (SCALP, tick(acc=1.5)),
         (SCALP, tick(acc=2**53 + 1)),  # read as a double it would be 2**53: not the number written
         (SCALP, tick(acc=10**20)),
+        # 0 is "missing upstream": two such trades must not pass for two copies of one
+        (SCALP, tick(acc=0)),
+        (SCALP, tick(acc=0, execution_time="130513", price=158500)),
     ],
 }
 

@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 KST = timezone(timedelta(hours=9))
 SYMBOL = re.compile(r"^[0-9A-Z]{6}$")
 MARKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # written out again: an oracle of its own
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]")  # an execution_time only a test harness writes
 TEST_SOURCES = {"websocket_test", "mock", "test"}
 TEST_SESSIONS = {"docker_test_session", "docker_volume_test", "quick_test"}
 WINDOW = (datetime(2026, 1, 25, 11, 10, tzinfo=KST), datetime(2026, 1, 28, 0, 49, tzinfo=KST))
@@ -77,7 +78,8 @@ def problems(kind: str, rec: Any) -> list[str]:
     symbol = rec.get("symbol")
     if rec.get("source") in TEST_SOURCES or session in TEST_SESSIONS \
             or (isinstance(session, str) and session.startswith("test_session")) or "test_marker" in rec \
-            or (isinstance(symbol, str) and symbol.startswith("TEST")):
+            or (isinstance(symbol, str) and symbol.startswith("TEST")) \
+            or (kind == "scalp" and isinstance(rec.get("execution_time"), str) and ISO_DATE.match(rec["execution_time"])):
         out.append("test_row")
     price = price or {}
     ts = _instant(rec.get("timestamp" if kind == "scalp" else "ts"))
@@ -106,7 +108,7 @@ def problems(kind: str, rec: Any) -> list[str]:
         out.append("bad_price")
     values = [acc] + ([rec["volume"].get("trade_value")] if kind == "scalp" and isinstance(rec.get("volume"), dict)
                       else [])
-    if any(v is not None and (not _is_int(v) or v < 0) for v in values):
+    if any(v is not None and (not _is_int(v) or v < 0) for v in values) or (kind == "scalp" and acc == 0 and not isinstance(acc, bool)):
         out.append("bad_volume")
     return out
 
