@@ -492,6 +492,29 @@ def _cap(items: Sequence[T], limit: int, size: Callable[[T], int]) -> list[list[
     return out
 
 
+def _commit_groups(units: Sequence[list[_Read]], limit: int) -> list[int]:
+    """How many consecutive units each commit takes: a trade date's units of different kinds (its scalp
+    file's last unit and its swing file) share one commit while together within ``limit`` bytes.
+
+    Every commit waits on its fsyncs (the transaction's, the staged parts', the manifest's), whatever its
+    size; a day's small swing unit committed on its own was a third of a 10M run's commits. Units of one
+    kind never share a commit: a later unit is deduplicated against what the earlier one staged.
+    """
+    sizes: list[int] = []
+    key: tuple[date, set[Kind]] | None = None
+    total = 0
+    for unit in units:
+        day, kind, n = unit[0].file.file_date, unit[0].file.kind, _new_bytes(unit)
+        if sizes and key is not None and key[0] == day and kind not in key[1] and total + n <= limit:
+            sizes[-1] += 1
+            key[1].add(kind)
+            total += n
+        else:
+            sizes.append(1)
+            key, total = (day, {kind}), n
+    return sizes
+
+
 def _partitions(rows: pl.DataFrame, table: Table) -> dict[tuple[Any, ...], pl.DataFrame]:
     """The rows of each (market, trade date) partition; a unit of one partition (the usual case) is not
     copied: ``partition_by`` gathers every row again, a second copy of a day's ticks at the peak."""
@@ -623,12 +646,12 @@ class _Runner:
                     ahead.append((pool.submit(self._prepare, ordered[nxt], newest), _new_bytes(ordered[nxt])))
                     nxt += 1
 
-            while taken < len(ordered):
-                fill(taken)
-                future, _ = ahead.popleft()
-                taken += 1
-                fill(taken)  # the worker prepares what follows while this unit is finished
-                self._finish(future.result())
+            for group in _commit_groups(ordered, unit_bytes):
+                fill(taken + group - 1)
+                futures = [ahead.popleft()[0] for _ in range(group)]
+                taken += group
+                fill(taken)  # the worker prepares what follows while these units are finished
+                self._finish([f.result() for f in futures])
             # Universe documents are small: many go in one commit (each commit waits on its fsyncs; the 10M
             # bench archive's 72 documents were 72 of its 196 commits), up to a unit's bytes of them by their
             # size when the run was planned.
@@ -717,45 +740,66 @@ class _Runner:
             timings, watermark,
         )
 
-    def _finish(self, p: _Prepared) -> None:
-        """Deduplicate, account, stage and load one prepared unit."""
-        self.summary.stages.update(p.timings)
-        counts = self.summary.kinds[p.kind.value]
-        counts.held_back += p.held_back
-        if p.lines_in_unit == 0 and not any(r.restart for r in p.unit):
-            return  # only held-back tails: nothing to commit, the manifest already says where to resume
-        # (a rewritten file that is now empty still commits: its old rejects go, and the manifest
-        # records it as it is, or every later run would find it rewritten again)
-        table = TABLE_OF[p.kind]
-        batch = p.rows
-        with _timed(self.summary, "dedup"):
-            deltas = [] if batch is None else [
-                dedup.resolve_partition(self.staging, table, m, d, part)
-                for (m, d), part in _partitions(batch, table).items()
-            ]
-        loaded = sum(d.loaded for d in deltas)
-        dups = p.duplicates + sum(d.duplicates for d in deltas)
-        if p.rejects.height + loaded + dups + p.other_market != p.lines_in_unit:
-            raise AssertionError(f"line accounting broke in {p.unit[0].file.rel}: this is a bug, please report it")
-        kept = dataclasses.replace(counts), self.summary.reasons.copy()
-        counts.other_market += p.other_market
-        counts.loaded += loaded
-        counts.duplicates += dups
-        counts.rejected += p.rejects.height
-        counts.lines_read += p.rejects.height + loaded + dups
-        self.summary.reasons.update(p.rejects.reasons)
+    def _finish(self, group: list[_Prepared]) -> None:
+        """Deduplicate, account, stage and load prepared units in one commit (units of distinct kinds)."""
+        for p in group:
+            self.summary.stages.update(p.timings)
+            self.summary.kinds[p.kind.value].held_back += p.held_back
+        # Only held-back tails: nothing to commit, the manifest already says where to resume. (A rewritten
+        # file that is now empty still commits: its old rejects go, and the manifest records it as it is,
+        # or every later run would find it rewritten again.)
+        group = [p for p in group if p.lines_in_unit or any(r.restart for r in p.unit)]
+        if not group:
+            return
+        resolved: list[tuple[_Prepared, list[dedup.PartitionDelta]]] = []
+        for p in group:
+            table = TABLE_OF[p.kind]
+            with _timed(self.summary, "dedup"):
+                resolved.append((p, [] if p.rows is None else [
+                    dedup.resolve_partition(self.staging, table, m, d, part)
+                    for (m, d), part in _partitions(p.rows, table).items()
+                ]))
+        outcome: list[tuple[int, int]] = []  # (loaded, duplicates) of each unit
+        for p, unit_deltas in resolved:
+            loaded = sum(d.loaded for d in unit_deltas)
+            dups = p.duplicates + sum(d.duplicates for d in unit_deltas)
+            if p.rejects.height + loaded + dups + p.other_market != p.lines_in_unit:
+                raise AssertionError(f"line accounting broke in {p.unit[0].file.rel}: this is a bug, please report it")
+            outcome.append((loaded, dups))
+        kept = {p.kind.value: dataclasses.replace(self.summary.kinds[p.kind.value]) for p in group}
+        kept_reasons = self.summary.reasons.copy()
+        for p, (loaded, dups) in zip(group, outcome):
+            counts = self.summary.kinds[p.kind.value]
+            counts.other_market += p.other_market
+            counts.loaded += loaded
+            counts.duplicates += dups
+            counts.rejected += p.rejects.height
+            counts.lines_read += p.rejects.height + loaded + dups
+            self.summary.reasons.update(p.rejects.reasons)
+        deltas = [d for _, unit_deltas in resolved for d in unit_deltas]
         # (only a file's first chunk restarts or retakes, and it knows its first line)
-        reread = [(r.file.rel, r.first_line) for r in p.unit if (r.restart or r.retake) and r.first_line is not None]
-        try:  # the commit records the counts with this unit in them (etl_runs.commits and counters)
-            self._commit(deltas, p.rejects, p.watermark, p.manifest_rows, reread=reread)
+        reread = [
+            (r.file.rel, r.first_line) for p in group for r in p.unit if (r.restart or r.retake) and r.first_line is not None
+        ]
+        try:  # the commit records the counts with these units in them (etl_runs.commits and counters)
+            self._commit(
+                deltas,
+                [p.rejects for p in group],
+                pl.concat([p.watermark for p in group]),
+                [row for p in group for row in p.manifest_rows],
+                reread=reread,
+            )
         except BaseException:
             # A unit that did not commit is not counted: a failed run's etl_runs row says what its tables hold.
-            self.summary.kinds[p.kind.value], self.summary.reasons = kept
+            self.summary.kinds.update(kept)
+            self.summary.reasons = kept_reasons
             raise
         finally:
-            p.rejects.discard()
-        done = sum(r.end is None for r in p.unit)  # files read to their end (a chunk before the last is not one)
-        self.progress.advance(done, p.nbytes, p.lines_in_unit, loaded)
+            for p in group:
+                p.rejects.discard()
+        for p, (loaded, _) in zip(group, outcome):
+            done = sum(r.end is None for r in p.unit)  # files read to their end (a chunk before the last is not one)
+            self.progress.advance(done, p.nbytes, p.lines_in_unit, loaded)
 
     def _manifest_row(self, f: scan.ArchiveFile, rng: scan.ByteRange, lines: int) -> dict[str, Any]:
         fp_len = min(rng.end, scan.FINGERPRINT_BYTES)
@@ -839,7 +883,7 @@ class _Runner:
         rejects = _Rejects.of(pl.concat(rejected) if rejected else pl.DataFrame(schema=ETL_REJECTS.polars_schema()))
         self._commit(
             [],
-            rejects,
+            [rejects],
             wm,
             [d.manifest_row for d in batch],
             universe=sorted(days.items()),
@@ -857,7 +901,7 @@ class _Runner:
     def _commit(
         self,
         deltas: list[dedup.PartitionDelta],
-        rejects: _Rejects,
+        rejects: Sequence[_Rejects],
         wm: pl.DataFrame | None,
         manifest_rows: list[dict[str, Any]],
         universe: Sequence[tuple[date, pl.DataFrame]] = (),  # market_universe rows replacing each day's
@@ -956,7 +1000,7 @@ class _Runner:
             for rel, line in reread:  # its earlier rejects there describe content that is no longer there
                 self.target.forget_rejects(rel, line)
             # Rejects carry no market: the run of every other market records the same lines too.
-            for part in rejects.batches():
+            for part in (part for r in rejects for part in r.batches()):
                 self.target.write_rejects(part, known_new=use_append and self.opts.market is None)
             if wm is not None:
                 self.target.advance_watermark(wm)

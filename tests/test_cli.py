@@ -56,7 +56,7 @@ def test_observer_toml_names_and_defaults(small_archive: Path, tmp_path: Path) -
 
 def test_unit_size_caps_the_new_bytes_of_a_commit(small_archive: Path, tmp_path: Path) -> None:
     """``--unit-size`` (or ``unit_size`` in observer.toml) trades memory for commits, never the result:
-    units of one byte commit each line on its own, and load what one commit per file loads."""
+    units of one byte commit each line on its own, and load what one commit for the day's two files loads."""
     def load(name: str, *extra: str) -> dict:
         r = cli("etl", "--source", str(small_archive), "--target", f"sqlite:///{tmp_path / name}.db",
                 "--staging", str(tmp_path / name), "--json", *extra, cwd=tmp_path)
@@ -66,7 +66,7 @@ def test_unit_size_caps_the_new_bytes_of_a_commit(small_archive: Path, tmp_path:
     whole = load("whole")
     (tmp_path / "observer.toml").write_text('[etl]\nunit_size = "1"\n')
     small, flag = load("small"), load("flag", "--unit-size", "1MB")  # the flag wins over the file
-    assert (whole["commits"], small["commits"], flag["commits"]) == (2, 4, 2)  # 3 scalp lines + 1 swing line
+    assert (whole["commits"], small["commits"], flag["commits"]) == (1, 4, 1)  # 3 scalp lines + 1 swing line, one day
     assert db_snapshot(f"sqlite:///{tmp_path / 'whole.db'}") == db_snapshot(f"sqlite:///{tmp_path / 'small.db'}")
     assert small["lines_read"] == whole["lines_read"] == 4
     assert (whole["unit_bytes"], small["unit_bytes"], flag["unit_bytes"]) == (128 * 2**20, 1, 2**20)
