@@ -163,8 +163,10 @@ def _parse_pg(url: str, parts: Any) -> TargetURL:
         )
     if not hostport and not parts.path.strip("/"):
         raise TargetError(f"invalid PostgreSQL URL {redact(url)!r}: {usage}")
-    named = parts.path.strip("/") or any(k == "dbname" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
-    if not named and not os.environ.get("PGDATABASE"):
+    # A database in the path or in ?dbname=, or from what libpq reads besides: PGDATABASE, or a service.
+    given = {k for k, v in parse_qsl(parts.query) if v}
+    named = parts.path.strip("/") or given & {"dbname", "service"}
+    if not named and not (os.environ.get("PGDATABASE") or os.environ.get("PGSERVICE")):
         # libpq would connect to the database named after the user (postgres: the maintenance database).
         raise TargetError(f"invalid PostgreSQL URL {redact(url)!r}: it names no database; {usage}")
     # libpq splits the userinfo at the first '@' and rejects bad %-escapes: hand it a canonical form.

@@ -604,11 +604,13 @@ def test_a_url_that_names_no_database_is_refused(monkeypatch) -> None:  # type: 
     where a run created every table and loaded the archive. A database in the query or in PGDATABASE
     (which libpq reads) names one."""
     monkeypatch.delenv("PGDATABASE", raising=False)
+    monkeypatch.delenv("PGSERVICE", raising=False)
     for url in ("postgresql://postgres@127.0.0.1:5432/", "postgresql://postgres@127.0.0.1:5432",
-                "postgresql://127.0.0.1/?user=postgres"):
+                "postgresql://127.0.0.1/?user=postgres", "postgresql://postgres@127.0.0.1:5432/?dbname="):
         with pytest.raises(TargetError, match="it names no database; use postgresql://"):
             parse_target(url)
     assert parse_target("postgresql://127.0.0.1:5432/?dbname=test&user=postgres").dialect == "postgresql"
+    assert parse_target("postgresql://127.0.0.1:5432/?service=etl").dialect == "postgresql"  # the service file may
     monkeypatch.setenv("PGDATABASE", "test")
     assert parse_target("postgresql://postgres@127.0.0.1:5432/").dialect == "postgresql"
 
