@@ -949,7 +949,8 @@ class _Runner:
                 if not is_key_conflict(exc):
                     raise
                 self.summary.warnings.append(
-                    "the database already held rows the staging did not know (staging reset?): upserting instead"
+                    "the database already held rows this staging directory did not know (was it reset, or did "
+                    "the security master move a symbol to another market?): upserting instead"
                 )
                 self._load(deltas, rejects, wm, uni_markets, use_append=False, reread=reread,
                            staged=staged.result)
