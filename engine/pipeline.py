@@ -34,7 +34,7 @@ from engine.watermark import reconcile, watermark_rows
 from schemas.records import Kind
 from schemas.tables import DATA_TABLES, ETL_REJECTS, ETL_WATERMARK, MARKET_UNIVERSE, SCALP_TICKS, SWING_SNAPSHOTS, Table
 from staging import manifest
-from staging.layout import StagingError, partition_dir, spill_dir, unwritable, write_part
+from staging.layout import StagingError, partition_dir, remove_stray_temporaries, spill_dir, unwritable, write_part
 
 TABLE_OF: dict[Kind, Table] = {Kind.SCALP: SCALP_TICKS, Kind.SWING: SWING_SNAPSHOTS}
 TIME_COL: dict[Kind, str] = {Kind.SCALP: "recv_time", Kind.SWING: "snap_time"}
@@ -609,6 +609,7 @@ class _Runner:
     def run(self) -> None:
         spills = spill_dir(self.staging, self.opts.scope)
         shutil.rmtree(spills, ignore_errors=True)  # a killed run's: this scope's lock is ours
+        remove_stray_temporaries(self.staging, [*DATA_TABLES], self.opts.market)
         try:
             self._run()
         finally:
@@ -967,7 +968,9 @@ class _Runner:
         """Write a commit's parts, then its pending manifest (step 1 of the commit protocol)."""
         with _timed(self.summary, "stage"):
             for t, m, d, content in writes:
-                write_part(self.staging, t, m, d, content, commit.run_id, commit.seq)
+                write_part(
+                    self.staging, t, m, d, content, commit.run_id, commit.seq, spill_dir(self.staging, self.opts.scope)
+                )
             _crash_point("parts_written", commit.seq)
             new_rows = pl.DataFrame(
                 [{**row, "commit_seq": commit.seq} for row in manifest_rows], schema=manifest.MANIFEST_SCHEMA

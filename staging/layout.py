@@ -97,17 +97,39 @@ def read_parts(
     )
 
 
-def write_atomic(df: pl.DataFrame, path: Path) -> None:
-    """Write a Parquet file under a temporary name, fsync, and rename it into place."""
+def write_atomic(df: pl.DataFrame, path: Path, tmp_dir: Path | None = None) -> None:
+    """Write a Parquet file under a temporary name, fsync, and rename it into place; the temporary file
+    in ``tmp_dir`` (on the same file system) if given, else beside ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    if tmp_dir is None:
+        tmp = path.with_name(f".{path.name}.tmp")
+    else:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_dir / f".{'.'.join(path.parts[-4:])}.tmp"  # table, market, date and part: unique in a run
     df.write_parquet(tmp, compression="zstd", statistics=True)
     with tmp.open("rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
-def write_part(staging: Path, table: Table, market: str, day: date, df: pl.DataFrame, run_id: str, seq: int) -> Path:
+def write_part(
+    staging: Path, table: Table, market: str, day: date, df: pl.DataFrame, run_id: str, seq: int, tmp_dir: Path
+) -> Path:
+    """A commit's part, written in ``tmp_dir`` (the run's spill directory) and renamed into its partition:
+    a reader of the table's directory tree never meets a file being written (Polars' hive scan of a
+    directory fails on a file of another extension), nor one a killed run left half written."""
     path = partition_dir(staging, table, market, day) / part_name(run_id, seq)
-    write_atomic(df.select(table.file_columns), path)
+    write_atomic(df.select(table.file_columns), path, tmp_dir)
     return path
+
+
+def remove_stray_temporaries(staging: Path, tables: list[Table], market: str | None) -> list[Path]:
+    """Delete the temporary files that runs before 2026-11-29 wrote beside their parts and left behind
+    when killed, in ``market``'s partitions (every market's: None). Only a run that holds the scope's
+    lock calls this, so no run is writing them."""
+    gone = []
+    for table in tables:
+        for p in (staging / table.name).glob(f"market={market or '*'}/trade_date=*/.*.tmp"):
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone

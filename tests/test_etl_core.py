@@ -6,6 +6,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -812,6 +813,36 @@ def test_a_run_that_waits_for_another_says_so(tmp_path: Path) -> None:
     assert len(s["warnings"]) == 1
     assert re.fullmatch(r"waited \d+\.\d s for another run on this staging directory to finish", s["warnings"][0])
     assert s["loaded"] == 1
+
+
+def test_readers_of_the_staged_tables_never_meet_a_temporary_file(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Parts are written in the run's spill directory and renamed into their partition: Polars' hive scan
+    of a table's directory fails on a file of another extension, such as one being written, or one a
+    killed run left (which the next run of the scope deletes)."""
+    src, stg, url = tmp_path / "a", tmp_path / "stg", f"sqlite:///{tmp_path / 't.db'}"
+    write_lines(src / SCALP, [tick(acc=i, execution_time=f"1305{i:02d}") for i in range(1, 4)])
+    write_lines(src / "assets/swing/20260130.jsonl", [swing()])
+    written: list[Path] = []
+    real = pl.DataFrame.write_parquet
+
+    def spy(self: pl.DataFrame, file: Any, *args: Any, **kw: Any) -> Any:
+        written.append(Path(file))
+        return real(self, file, *args, **kw)
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", spy)
+    run(src, url, stg)
+    tables = [stg / t for t in ("scalp_ticks", "swing_snapshots")]
+    assert written and not [p for p in written if any(p.is_relative_to(t) for t in tables)]
+    monkeypatch.undo()
+    stray = stg / "scalp_ticks/market=kr_stocks/trade_date=2026-01-30/.part-20261128T000000000000Z-abcdef-000001.parquet.tmp"
+    stray.write_bytes(b"PAR1 half a file")  # what a run killed by an older version left
+    with pytest.raises(Exception):
+        pl.scan_parquet(stg / "scalp_ticks", hive_partitioning=True).collect()
+    write_lines(src / SCALP, [tick(acc=i, execution_time=f"1305{i:02d}") for i in range(1, 5)])
+    run(src, url, stg)
+    assert not stray.exists()
+    staged = pl.scan_parquet(stg / "scalp_ticks", hive_partitioning=True).collect()
+    assert staged.height == 4 == rows(url, "SELECT count(*) FROM scalp_ticks")[0][0]
 
 
 def test_second_run_changes_nothing(tmp_path: Path, target_url: str) -> None:
