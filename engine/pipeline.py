@@ -792,8 +792,9 @@ class _Runner:
             )
         except BaseException:
             # A unit that did not commit is not counted: a failed run's etl_runs row says what its tables hold.
-            self.summary.kinds.update(kept)
-            self.summary.reasons = kept_reasons
+            if not self._committed():
+                self.summary.kinds.update(kept)
+                self.summary.reasons = kept_reasons
             raise
         finally:
             for p in group:
@@ -882,21 +883,40 @@ class _Runner:
             )
         rejected = [d.reject for d in batch if d.reject is not None]
         rejects = _Rejects.of(pl.concat(rejected) if rejected else pl.DataFrame(schema=ETL_REJECTS.polars_schema()))
-        self._commit(
-            [],
-            [rejects],
-            wm,
-            [d.manifest_row for d in batch],
-            universe=sorted(days.items()),
-            # Each document's earlier reject, if any (this scope's or another's), describes an older version.
-            reread=[(d.file.rel, 0) for d in batch],
-        )
+        kept = self.summary.universe.copy(), self.summary.reasons.copy()
         self.summary.universe["files_read"] += len(batch)
         self.summary.universe["files_rejected"] += rejects.height
         symbols = sum(rows.height for _, rows in loaded)
         self.summary.universe["symbols_loaded"] += symbols
         self.summary.reasons.update(rejects.reasons)
+        try:  # (counted first, as a JSONL unit is: the commit records the counts with these documents in them)
+            self._commit(
+                [],
+                [rejects],
+                wm,
+                [d.manifest_row for d in batch],
+                universe=sorted(days.items()),
+                # Each document's earlier reject, if any (this scope's or another's), describes an older version.
+                reread=[(d.file.rel, 0) for d in batch],
+            )
+        except BaseException:
+            if not self._committed():
+                self.summary.universe, self.summary.reasons = kept
+            raise
         self.progress.advance(len(batch), sum(d.manifest_row["size"] for d in batch), 0, symbols)
+
+    def _committed(self) -> bool:
+        """Whether the database took the commit being made when the run was stopped (an interrupt as
+        COMMIT returned, or during the promote): its counts are then in the tables, and stay in the run's
+        etl_runs row. The row's ``commits`` is the truth; a lost connection has no answer, and no row to
+        write either."""
+        try:
+            took = self.target.committed_seq(self.summary.run_id) >= self.seq
+        except Exception:  # noqa: BLE001 - the run is failing already; its own error is reported
+            return False
+        if took:
+            self.summary.commits = self.seq
+        return took
 
     # -- the commit protocol ------------------------------------------------------------------------
     def _commit(

@@ -1097,6 +1097,41 @@ def test_an_interrupt_stays_an_interrupt_when_cleanup_fails_on_top_of_it(
     assert rows(url, "SELECT status FROM etl_runs") == [("failed",)]
 
 
+@pytest.mark.parametrize("point, seq", [("db_committed", 2), ("manifest_promoted", 2), ("promoted", 2), ("db_committed", 3)])
+def test_an_interrupt_after_the_database_took_a_commit_keeps_its_counts(
+    point: str, seq: int, tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C landing once a commit's transaction has committed (as COMMIT returns, or in the promote):
+    the run's etl_runs row counted it in ``commits`` but took its lines back out of ``loaded`` and
+    ``rejected``, so the failed run's row said less than its tables held, for good. Commit 3 is the
+    universe documents'."""
+    import engine.pipeline
+
+    def interrupt_at(p: str, n: int) -> None:
+        if (p, n) == (point, seq):
+            raise KeyboardInterrupt
+
+    src = tmp_path / "a"
+    write_lines(src / "assets/scalp/20260129_13.jsonl", [tick(ts="2026-01-29T13:05:12+09:00", acc=1), "{bad"])
+    write_lines(src / SCALP, [tick(acc=i, execution_time=f"1305{i:02d}") for i in range(1, 4)] + ["[1]"])
+    write_lines(src / "universe/20260130_kr_stocks.json", ['{"metadata": {"date": "20260130", "count": 1}, "symbols": ["005930"]}'])
+    monkeypatch.setattr(engine.pipeline, "_crash_point", interrupt_at)
+    with pytest.raises(KeyboardInterrupt):
+        run(src, target_url, tmp_path / "stg")
+    ((status, commits, loaded, rejected, summary),) = rows(
+        target_url, "SELECT status, commits, loaded, rejected, summary_json FROM etl_runs"
+    )
+    in_tables = rows(target_url, "SELECT (SELECT count(*) FROM scalp_ticks) + (SELECT count(*) FROM swing_snapshots)")
+    assert (status, commits) == ("failed", seq)
+    assert (loaded, rejected) == (in_tables[0][0], rows(target_url, "SELECT count(*) FROM etl_rejects")[0][0])
+    assert json.loads(summary)["commits"] == seq
+    if seq == 3:
+        assert json.loads(summary)["universe"]["symbols_loaded"] == 1
+    monkeypatch.undo()
+    run(src, target_url, tmp_path / "stg")
+    assert sum(r[0] for r in rows(target_url, "SELECT loaded FROM etl_runs")) == 4
+
+
 def test_a_unit_whose_every_line_is_rejected_commits_its_rejects(tmp_path: Path) -> None:
     """Nothing decodes on one day, nothing validates on another: both units commit their rejects only."""
     src = tmp_path / "a"
