@@ -609,7 +609,7 @@ class _Runner:
     def run(self) -> None:
         spills = spill_dir(self.staging, self.opts.scope)
         shutil.rmtree(spills, ignore_errors=True)  # a killed run's: this scope's lock is ours
-        remove_stray_temporaries(self.staging, [*DATA_TABLES], self.opts.market)
+        remove_stray_temporaries(self.staging, DATA_TABLES, self.opts.market)
         try:
             self._run()
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from datetime import date
 from pathlib import Path
+from typing import Sequence
 
 import polars as pl
 
@@ -123,13 +124,10 @@ def write_part(
     return path
 
 
-def remove_stray_temporaries(staging: Path, tables: list[Table], market: str | None) -> list[Path]:
+def remove_stray_temporaries(staging: Path, tables: Sequence[Table], market: str | None) -> None:
     """Delete the temporary files that runs before 2026-11-29 wrote beside their parts and left behind
     when killed, in ``market``'s partitions (every market's: None). Only a run that holds the scope's
     lock calls this, so no run is writing them."""
-    gone = []
     for table in tables:
         for p in (staging / table.name).glob(f"market={market or '*'}/trade_date=*/.*.tmp"):
             p.unlink(missing_ok=True)
-            gone.append(p)
-    return gone
