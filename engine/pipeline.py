@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
 import adbc_driver_manager
@@ -501,17 +501,18 @@ def _commit_groups(units: Sequence[list[_Read]], limit: int) -> list[int]:
     kind never share a commit: a later unit is deduplicated against what the earlier one staged.
     """
     sizes: list[int] = []
-    key: tuple[date, set[Kind]] | None = None
+    day: date | None = None
+    kinds: set[Kind] = set()
     total = 0
     for unit in units:
-        day, kind, n = unit[0].file.file_date, unit[0].file.kind, _new_bytes(unit)
-        if sizes and key is not None and key[0] == day and kind not in key[1] and total + n <= limit:
+        f, n = unit[0].file, _new_bytes(unit)
+        if f.file_date == day and f.kind not in kinds and total + n <= limit:
             sizes[-1] += 1
-            key[1].add(kind)
-            total += n
         else:
             sizes.append(1)
-            key, total = (day, {kind}), n
+            day, kinds, total = f.file_date, set(), 0
+        kinds.add(f.kind)
+        total += n
     return sizes
 
 
@@ -556,7 +557,7 @@ class _Runner:
             )
         # A file in a scalp or swing folder whose name is not a real date is an archive file misnamed
         # (20260231_10.jsonl): counted as unrecognised, it would be missing from the database unseen.
-        misnamed = [u for u in unknown if u.rsplit("/", 2)[-2:-1] in (["scalp"], ["swing"])]
+        misnamed = [u for u in unknown if PurePosixPath(u).parent.name in ("scalp", "swing")]
         if misnamed:
             self.summary.warnings.append(
                 f"{len(misnamed)} file{'' if len(misnamed) == 1 else 's'} in scalp/ or swing/ not read, not named "
@@ -752,50 +753,42 @@ class _Runner:
         group = [p for p in group if p.lines_in_unit or any(r.restart for r in p.unit)]
         if not group:
             return
-        resolved: list[tuple[_Prepared, list[dedup.PartitionDelta]]] = []
+        deltas: list[dedup.PartitionDelta] = []
+        outcome: list[tuple[int, int]] = []  # (loaded, duplicates) of each unit
         for p in group:
             table = TABLE_OF[p.kind]
             with _timed(self.summary, "dedup"):
-                resolved.append((p, [] if p.rows is None else [
+                unit_deltas = [] if p.rows is None else [
                     dedup.resolve_partition(self.staging, table, m, d, part)
                     for (m, d), part in _partitions(p.rows, table).items()
-                ]))
-        outcome: list[tuple[int, int]] = []  # (loaded, duplicates) of each unit
-        for p, unit_deltas in resolved:
+                ]
             loaded = sum(d.loaded for d in unit_deltas)
             dups = p.duplicates + sum(d.duplicates for d in unit_deltas)
             if p.rejects.height + loaded + dups + p.other_market != p.lines_in_unit:
                 raise AssertionError(f"line accounting broke in {p.unit[0].file.rel}: this is a bug, please report it")
+            deltas += unit_deltas
             outcome.append((loaded, dups))
-        kept = {p.kind.value: dataclasses.replace(self.summary.kinds[p.kind.value]) for p in group}
-        kept_reasons = self.summary.reasons.copy()
-        for p, (loaded, dups) in zip(group, outcome):
-            counts = self.summary.kinds[p.kind.value]
-            counts.other_market += p.other_market
-            counts.loaded += loaded
-            counts.duplicates += dups
-            counts.rejected += p.rejects.height
-            counts.lines_read += p.rejects.height + loaded + dups
-            self.summary.reasons.update(p.rejects.reasons)
-        deltas = [d for _, unit_deltas in resolved for d in unit_deltas]
         # (only a file's first chunk restarts or retakes, and it knows its first line)
         reread = [
             (r.file.rel, r.first_line) for p in group for r in p.unit if (r.restart or r.retake) and r.first_line is not None
         ]
-        try:  # the commit records the counts with these units in them (etl_runs.commits and counters)
-            self._commit(
-                deltas,
-                [p.rejects for p in group],
-                pl.concat([p.watermark for p in group]),
-                [row for p in group for row in p.manifest_rows],
-                reread=reread,
-            )
-        except BaseException:
-            # A unit that did not commit is not counted: a failed run's etl_runs row says what its tables hold.
-            if not self._committed():
-                self.summary.kinds.update(kept)
-                self.summary.reasons = kept_reasons
-            raise
+        try:
+            with self._counted_if_committed():  # the commit records the counts with these units in them
+                for p, (loaded, dups) in zip(group, outcome):
+                    counts = self.summary.kinds[p.kind.value]
+                    counts.other_market += p.other_market
+                    counts.loaded += loaded
+                    counts.duplicates += dups
+                    counts.rejected += p.rejects.height
+                    counts.lines_read += p.rejects.height + loaded + dups
+                    self.summary.reasons.update(p.rejects.reasons)
+                self._commit(
+                    deltas,
+                    [p.rejects for p in group],
+                    pl.concat([p.watermark for p in group]),
+                    [row for p in group for row in p.manifest_rows],
+                    reread=reread,
+                )
         finally:
             for p in group:
                 p.rejects.discard()
@@ -820,7 +813,7 @@ class _Runner:
         grp = rejects.sort("source_line")
         idx = (grp["source_line"] - rng.first_line).to_numpy()
         in_data = idx < rng.n_lines
-        tail = pl.Series([rng.tail.decode("utf-8", "replace")[: scan.RAW_LINE_CAP]] * int((~in_data).sum()), dtype=pl.String)
+        tail = pl.Series([scan.raw_text(rng.tail)] * int((~in_data).sum()), dtype=pl.String)
         return (
             grp.with_columns(raw_line=pl.concat([rng.raw_lines(idx[in_data]), tail]))
             .rename({"source_line": "line_number"})
@@ -883,13 +876,12 @@ class _Runner:
             )
         rejected = [d.reject for d in batch if d.reject is not None]
         rejects = _Rejects.of(pl.concat(rejected) if rejected else pl.DataFrame(schema=ETL_REJECTS.polars_schema()))
-        kept = self.summary.universe.copy(), self.summary.reasons.copy()
-        self.summary.universe["files_read"] += len(batch)
-        self.summary.universe["files_rejected"] += rejects.height
         symbols = sum(rows.height for _, rows in loaded)
-        self.summary.universe["symbols_loaded"] += symbols
-        self.summary.reasons.update(rejects.reasons)
-        try:  # (counted first, as a JSONL unit is: the commit records the counts with these documents in them)
+        with self._counted_if_committed():  # counted first, as a JSONL unit is
+            self.summary.universe["files_read"] += len(batch)
+            self.summary.universe["files_rejected"] += rejects.height
+            self.summary.universe["symbols_loaded"] += symbols
+            self.summary.reasons.update(rejects.reasons)
             self._commit(
                 [],
                 [rejects],
@@ -899,24 +891,31 @@ class _Runner:
                 # Each document's earlier reject, if any (this scope's or another's), describes an older version.
                 reread=[(d.file.rel, 0) for d in batch],
             )
-        except BaseException:
-            if not self._committed():
-                self.summary.universe, self.summary.reasons = kept
-            raise
         self.progress.advance(len(batch), sum(d.manifest_row["size"] for d in batch), 0, symbols)
 
-    def _committed(self) -> bool:
-        """Whether the database took the commit being made when the run was stopped (an interrupt as
-        COMMIT returned, or during the promote): its counts are then in the tables, and stay in the run's
-        etl_runs row. The row's ``commits`` is the truth; a lost connection has no answer, and no row to
-        write either."""
+    @contextmanager
+    def _counted_if_committed(self) -> Iterator[None]:
+        """Counts added inside stay only if the commit made inside reached the database.
+
+        A commit that did not is not counted: a failed run's etl_runs row says what its tables hold. One
+        the database took before the run was stopped (an interrupt as COMMIT returned, or during the
+        promote) keeps them: the row's ``commits``, set in the commit's transaction, is the truth; a
+        lost connection has no answer, and no row to write either.
+        """
+        kept = {k: dataclasses.replace(c) for k, c in self.summary.kinds.items()}
+        kept_reasons, kept_universe = self.summary.reasons.copy(), self.summary.universe.copy()
         try:
-            took = self.target.committed_seq(self.summary.run_id) >= self.seq
-        except Exception:  # noqa: BLE001 - the run is failing already; its own error is reported
-            return False
-        if took:
-            self.summary.commits = self.seq
-        return took
+            yield
+        except BaseException:
+            try:
+                took = self.target.committed_seq(self.summary.run_id) >= self.seq
+            except Exception:  # noqa: BLE001 - the run is failing already; its own error is reported
+                took = False
+            if took:
+                self.summary.commits = self.seq
+            else:
+                self.summary.kinds, self.summary.reasons, self.summary.universe = kept, kept_reasons, kept_universe
+            raise
 
     # -- the commit protocol ------------------------------------------------------------------------
     def _commit(

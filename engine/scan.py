@@ -267,6 +267,12 @@ class ByteRange:
         return pl.concat(out).str.slice(0, RAW_LINE_CAP)
 
 
+def raw_text(line: bytes) -> str:
+    """One line's raw text as a reject keeps it: decoded with replacement characters, capped at
+    RAW_LINE_CAP characters (``ByteRange.raw_lines`` does the same for many lines at once)."""
+    return line[: RAW_LINE_CAP * 4].decode("utf-8", "replace")[:RAW_LINE_CAP]
+
+
 def read_new_bytes(
     file: ArchiveFile, start: int, first_line: int, is_newest: bool, end: int | None = None
 ) -> ByteRange:
