@@ -90,6 +90,7 @@ class RunSummary:
     commits: int = 0
     seconds: float = 0.0
     status: str = "running"
+    error: str | None = None  # a failed run's cause, as the user was told it
 
     def total(self, attr: str) -> int:
         return sum(getattr(k, attr) for k in self.kinds.values())
@@ -102,6 +103,7 @@ class RunSummary:
         return {
             "run_id": self.run_id,
             "status": self.status,
+            "error": self.error,
             "scope": self.scope,
             "source": self.source,
             "target": self.target,
@@ -402,25 +404,23 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
                 runner.run()
                 target.end_bulk_load(deferred)
             except BaseException as exc:
+                failure = _failure(exc, opts.staging)
                 summary.status = "failed"
                 summary.seconds = time.perf_counter() - t0
+                # The row says why, in the sentence the user saw (or the bug's own), for whoever reads
+                # etl_runs later: a scheduler's log may be long gone.
+                summary.error = (
+                    "interrupted (Ctrl-C or SIGTERM)" if isinstance(failure, KeyboardInterrupt)
+                    else str(failure) if failure is not None
+                    else f"internal error, please report it: {type(exc).__name__}: {exc}".splitlines()[0]
+                )
                 try:
                     target.finish_run(run_id, "failed", summary.counts, json.dumps(summary.to_dict()))
                 except Exception:  # noqa: BLE001 - the original error matters more
                     pass
-                if _interrupted(exc):
-                    raise KeyboardInterrupt from None
-                if isinstance(exc, adbc_driver_manager.Error):
-                    raise EtlError(f"the target database failed during the load: {error_line(exc)}") from None
-                if isinstance(exc, StagingError):
-                    raise _damaged_staging(opts.staging, exc) from None
-                io = _io_failure(exc)
-                if io is not None:
-                    raise EtlError(
-                        f"the run stopped at a file it could not read or write ({io}); every commit before "
-                        "it stands, and a run started once that is fixed goes on from there"
-                    ) from None
-                raise
+                if failure is None:
+                    raise
+                raise failure from None
             summary.status = "succeeded"
             summary.seconds = time.perf_counter() - t0
             target.finish_run(run_id, "succeeded", summary.counts, json.dumps(summary.to_dict()))
@@ -433,6 +433,24 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
     finally:
         target.close()
     return summary
+
+
+def _failure(exc: BaseException, staging: Path) -> BaseException | None:
+    """What a run that began loading raises for ``exc``: an interrupt, or an EtlError with one readable
+    sentence; None for a bug (raised as it is)."""
+    if _interrupted(exc):
+        return KeyboardInterrupt()
+    if isinstance(exc, adbc_driver_manager.Error):
+        return EtlError(f"the target database failed during the load: {error_line(exc)}")
+    if isinstance(exc, StagingError):
+        return _damaged_staging(staging, exc)
+    io = _io_failure(exc)
+    if io is not None:
+        return EtlError(
+            f"the run stopped at a file it could not read or write ({io}); every commit before "
+            "it stands, and a run started once that is fixed goes on from there"
+        )
+    return None
 
 
 def _interrupted(exc: BaseException) -> bool:

@@ -216,9 +216,10 @@ def test_a_damaged_staging_directory_is_one_readable_sentence(small_archive: Pat
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert f"the staging directory {stg} is damaged: {victim} cannot be read (" in r.stderr
     assert rows(url, "SELECT count(*) FROM scalp_ticks") == before
-    assert [s for (s,) in rows(url, "SELECT status FROM etl_runs ORDER BY started_at")] == (
-        ["succeeded"] if damaged == "manifest" else ["succeeded", "failed"]
-    )
+    got = rows(url, "SELECT status, summary_json FROM etl_runs ORDER BY started_at")
+    assert [s for s, _ in got] == (["succeeded"] if damaged == "manifest" else ["succeeded", "failed"])
+    if damaged == "part":  # the failed row keeps the sentence the user saw
+        assert json.loads(got[-1][1])["error"] == r.stderr.strip().removeprefix("error: ")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; covered by /proc above")

@@ -1039,7 +1039,10 @@ def test_a_full_disk_while_staging_stops_the_run_in_one_sentence_and_the_next_ru
         with pytest.raises(EtlError, match="could not read or write .*No space left on device"):
             run(src, url, tmp_path / "stg")
     assert rows(url, "SELECT count(*) FROM scalp_ticks") == [(0,)]
-    assert rows(url, "SELECT status FROM etl_runs") == [("failed",)]
+    ((status, summary),) = rows(url, "SELECT status, summary_json FROM etl_runs")
+    assert status == "failed"
+    assert json.loads(summary)["error"].startswith("the run stopped at a file it could not read or write (")
+    assert "No space left on device" in json.loads(summary)["error"]
     run(src, url, tmp_path / "stg")
     run(src, f"sqlite:///{tmp_path / 'clean.db'}", tmp_path / "clean-stg")
     assert db_snapshot(url) == db_snapshot(f"sqlite:///{tmp_path / 'clean.db'}")
@@ -1094,7 +1097,31 @@ def test_an_interrupt_stays_an_interrupt_when_cleanup_fails_on_top_of_it(
     monkeypatch.setattr(engine.pipeline.manifest, "promote", interrupted_promote)
     with pytest.raises(KeyboardInterrupt):
         run(src, url, tmp_path / "stg")
-    assert rows(url, "SELECT status FROM etl_runs") == [("failed",)]
+    ((status, summary),) = rows(url, "SELECT status, summary_json FROM etl_runs")
+    assert (status, json.loads(summary)["error"]) == ("failed", "interrupted (Ctrl-C or SIGTERM)")
+
+
+def test_a_failed_run_says_why_in_etl_runs(tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed run's row keeps its cause, also for a bug (the user's scheduler log may be gone when
+    someone reads etl_runs); a run that succeeds has none."""
+    import engine.pipeline
+
+    src = tmp_path / "a"
+    write_lines(src / SCALP, [tick(acc=1)])
+
+    def bug(*_a: object, **_k: object) -> None:
+        raise ValueError("boom\nsecond line")
+
+    with monkeypatch.context() as m:
+        m.setattr(engine.pipeline.dedup, "resolve_partition", bug)
+        with pytest.raises(ValueError, match="boom"):
+            run(src, target_url, tmp_path / "stg")
+    assert run(src, target_url, tmp_path / "stg").to_dict()["error"] is None
+    got = rows(target_url, "SELECT status, summary_json FROM etl_runs ORDER BY started_at")
+    assert [(status, json.loads(summary)["error"]) for status, summary in got] == [
+        ("failed", "internal error, please report it: ValueError: boom"),
+        ("succeeded", None),
+    ]
 
 
 @pytest.mark.parametrize("point, seq", [("db_committed", 2), ("manifest_promoted", 2), ("promoted", 2), ("db_committed", 3)])
