@@ -740,23 +740,27 @@ class Target:
             self.upsert(ETL_REJECTS, df)
 
     def advance_watermark(self, df: pl.DataFrame) -> None:
-        """Move (source_type, market) watermarks forward, never back."""
+        """Move (source_type, market) watermarks forward, never back. ``run_id`` and ``updated_at`` name
+        the run that last moved a mark: a run that only read older lines (a late file) leaves them."""
         if df.height == 0:
             return
         t = ETL_WATERMARK
         cols = ", ".join(t.column_names)
 
-        def newer(c: str) -> str:
+        def moves(c: str) -> str:
             new, old = self._bytewise(f"excluded.{c}", t, c), self._bytewise(f"{t.name}.{c}", t, c)
-            return f"CASE WHEN {t.name}.{c} IS NULL OR {new} > {old} THEN excluded.{c} ELSE {t.name}.{c} END"
+            return f"(excluded.{c} IS NOT NULL AND ({t.name}.{c} IS NULL OR {new} > {old}))"
 
+        def newer(c: str, *cond: str) -> str:
+            return f"CASE WHEN {' OR '.join(moves(m) for m in cond or (c,))} THEN excluded.{c} ELSE {t.name}.{c} END"
+
+        marks = ("last_processed_ts", "last_processed_file")
         with self._temp_table(t, df) as src:
             self._exec(
                 f"INSERT INTO {t.name} ({cols}) SELECT {cols} FROM {src} WHERE true "
                 f"ON CONFLICT (source_type, market) DO UPDATE SET "
-                f"last_processed_ts = {newer('last_processed_ts')}, "
-                f"last_processed_file = {newer('last_processed_file')}, "
-                f"run_id = excluded.run_id, updated_at = excluded.updated_at"
+                + ", ".join(f"{c} = {newer(c)}" for c in marks) + ", "
+                + ", ".join(f"{c} = {newer(c, *marks)}" for c in ("run_id", "updated_at"))
             )
 
     # -- runs -------------------------------------------------------------------------------------

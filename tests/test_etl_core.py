@@ -207,6 +207,26 @@ def test_the_watermark_does_not_depend_on_which_copy_was_seen_first(tmp_path: Pa
     assert got[0][1][0][1] == "assets/scalp/20260130_14.jsonl"  # the winner: the earlier-received copy
 
 
+def test_the_watermark_names_the_run_that_moved_it(tmp_path: Path, target_url: str) -> None:
+    """``run_id`` and ``updated_at`` say when a mark last moved: a late file of an earlier hour read by a
+    later run leaves them (they named the last run to read any line, which hid how stale a mark was)."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    query = "SELECT run_id, updated_at, last_processed_ts, last_processed_file FROM etl_watermark"
+    write_lines(src / "assets/scalp/20260130_14.jsonl", [tick(ts="2026-01-30T14:00:01+09:00", acc=5)])
+    first = run(src, target_url, stg).run_id
+    (before,) = rows(target_url, query)
+    assert before[0] == first
+    write_lines(src / "assets/scalp/20260130_09.jsonl", [tick(ts="2026-01-30T09:00:01+09:00", acc=1)])
+    late = run(src, target_url, stg)
+    assert late.counts["loaded"] == 1
+    assert rows(target_url, query) == [before]
+    write_lines(src / "assets/scalp/20260130_15.jsonl", [tick(ts="2026-01-30T15:00:01+09:00", acc=9)])
+    newer = run(src, target_url, stg).run_id
+    ((run_id, updated_at, ts, file),) = rows(target_url, query)
+    assert (run_id, file) == (newer, "assets/scalp/20260130_15.jsonl")
+    assert str(updated_at) > str(before[1]) and str(ts) > str(before[2])
+
+
 def test_a_market_run_puts_a_universe_document_on_its_own_date(tmp_path: Path) -> None:
     """A document with none of a market's symbols empties that market's membership on the date the
     document names, not on its file name's date, where another document put the market's symbols."""
