@@ -865,7 +865,7 @@ class _Runner:
             rej = pl.DataFrame(
                 {
                     "source_file": [f.rel], "line_number": [0], "source_type": ["universe"], "reason": [result],
-                    "raw_line": [data[: scan.RAW_LINE_CAP].decode("utf-8", "replace")], "run_id": [self.summary.run_id],
+                    "raw_line": [scan.raw_text(data)], "run_id": [self.summary.run_id],
                     "etl_timestamp": [self.ctx.etl_timestamp],
                 },
                 schema=ETL_REJECTS.polars_schema(),

@@ -752,6 +752,19 @@ def test_a_universe_file_rejected_twice_keeps_one_reject_of_its_latest_version(t
     assert rows(target_url, "SELECT line_number, raw_line FROM etl_rejects") == [(0, text)]
 
 
+def test_a_rejected_universe_file_keeps_as_many_characters_as_a_rejected_line(tmp_path: Path, target_url: str) -> None:
+    """Its raw text is capped like a line's, at RAW_LINE_CAP characters: the document's first 2,000
+    bytes were kept, so Korean names left a third of the text, the last character cut in half."""
+    from engine.scan import RAW_LINE_CAP
+
+    src = tmp_path / "a"
+    rel = "universe/20260130_kr_stocks.json"
+    text = '{"metadata": {"date": "2026-01-30"}, "names": "' + "삼성전자" * 1000  # not JSON: cut short
+    write_lines(src / rel, [text], final_newline=False)
+    assert run(src, target_url, tmp_path / "stg").to_dict()["universe"]["files_rejected"] == 1
+    assert rows(target_url, "SELECT raw_line FROM etl_rejects") == [(text[:RAW_LINE_CAP],)]
+
+
 def test_a_universe_file_whose_market_is_not_a_name_is_rejected(tmp_path: Path, target_url: str) -> None:
     src = tmp_path / "a"
     doc = {"metadata": {"date": "2026-01-30", "market": "../kr_stocks"}, "symbols": ["005930"]}
