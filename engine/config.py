@@ -126,33 +126,66 @@ def resolve(
     etl = doc.get("etl", {})
     sources, targets = doc.get("sources", {}), doc.get("targets", {})
 
-    src = source or etl.get("source", DEFAULT_SOURCE)
-    src = sources.get(src, src)
-    tgt = target or etl.get("target", DEFAULT_TARGET)
-    tgt = targets.get(tgt, tgt)
+    # A value from the file means what it says wherever the run is started (cron, another directory):
+    # a relative path in it is relative to the file's folder, like a flag's to the working directory.
+    # With --config elsewhere, 'staging = "st"' made a second staging and database in the working
+    # directory and reloaded the whole archive into them, successfully.
+    here = cfg_path.parent
+
+    def pick(flag: str | None, key: str, default: str | None, names: dict | None = None) -> tuple[str | None, bool]:
+        """The value, and whether it came from the file: a flag (or default) naming an entry of
+        ``names`` takes the entry's value, which is the file's."""
+        value, from_file = (flag, False) if flag is not None else (etl.get(key, default), key in etl)
+        if names is not None and value in names:
+            return names[value], True
+        return value, from_file
+
+    src, src_in_file = pick(source, "source", DEFAULT_SOURCE, sources)
+    tgt, tgt_in_file = pick(target, "target", DEFAULT_TARGET, targets)
+    assert src is not None and tgt is not None
     if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", tgt):
+        from engine.load import redact  # (engine.load imports this module)
+
         raise ConfigError(
-            f"target {tgt!r} is neither a URL (sqlite:///file.db, postgresql://...) nor a name in [targets] of {CONFIG_NAME}"
+            f"target {redact(tgt)!r} is neither a URL (sqlite:///file.db, postgresql://...) nor a name in [targets] of {CONFIG_NAME}"
         )
-    stg = staging or etl.get("staging", DEFAULT_STAGING)
+    if tgt_in_file:
+        tgt = _sqlite_relative_to(tgt, here)
+    stg, stg_in_file = pick(staging, "staging", DEFAULT_STAGING)
     mkt = market or etl.get("market")
     default_market = etl.get("default_market", DEFAULT_MARKET)
     for what, name in (("--market", mkt), ("default_market", default_market)):
         if name is not None and not is_market_name(name):
             raise ConfigError(f"{what} {name!r} is not a market name: {MARKET_RULE}")
-    master = security_master or etl.get("security_master")
-    hol = holidays or etl.get("holidays")
+    master, master_in_file = pick(security_master, "security_master", None)
+    hol, hol_in_file = pick(holidays, "holidays", None)
     unit = unit_size or etl.get("unit_size", DEFAULT_UNIT_SIZE)
     return RunOptions(
-        source=Path(src).expanduser(),
+        source=_path(src, here if src_in_file else None),
         target=tgt,
-        staging=Path(stg).expanduser(),
+        staging=_path(stg, here if stg_in_file else None),  # type: ignore[arg-type]
         market=mkt,
-        security_master=Path(master).expanduser() if master else None,
-        holidays=Path(hol).expanduser() if hol else None,
+        security_master=_path(master, here if master_in_file else None) if master else None,
+        holidays=_path(hol, here if hol_in_file else None) if hol else None,
         default_market=default_market,
         unit_bytes=parse_size(unit, "--unit-size" if unit_size else f"config file {cfg_path}: unit_size in [etl]"),
     )
+
+
+def _path(value: str, base: Path | None) -> Path:
+    """A path option, ``~`` expanded; relative to ``base`` when given (a value from the config file)."""
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # ~someone who is not a user here
+        raise ConfigError(f"path {value!r}: {value.split('/')[0]} is not a user's home directory here") from None
+    return base / path if base is not None and not path.is_absolute() else path
+
+
+def _sqlite_relative_to(url: str, base: Path) -> str:
+    """A config file's ``sqlite:///relative.db`` as relative to the file's folder (other URLs as they are)."""
+    if not url.lower().startswith("sqlite:///") or url[len("sqlite:///"):].startswith("/"):
+        return url
+    return f"{url[:len('sqlite:///')]}{base.absolute() / url[len('sqlite:///'):]}"
 
 
 def load_security_master(path: Path) -> pl.DataFrame:

@@ -110,11 +110,13 @@ def _remember_secret(secret: str | None) -> None:
 def redact(text: str) -> str:
     """``text`` with any password replaced by ``***``, for output, logs, ``etl_runs`` and errors.
 
-    Handles URL userinfo (``scheme://user:password@host``, also with an unencoded ``@`` in the
-    password), a ``password=`` parameter (URI query or key/value conninfo), and every password a
+    Handles URL userinfo (``scheme://user:password@host``, ``//user:password@host`` and a bare
+    ``user:password@host``, also with an unencoded ``@`` in the password), a ``password=`` parameter (URI query or key/value conninfo), and every password a
     target URL of this process held.
     """
     text = re.sub(r"(://[^:/?#@\s]*):[^\s]*@", r"\1:***@", text)
+    # and without a scheme: '//user:pw@host', or 'user:pw@host/db' (which reads as the scheme 'user')
+    text = re.sub(r"((?:^|[\s'\"])(?://)?[^:/?#@\s'\"]*):(?!//)[^\s'\"]*@", r"\1:***@", text)
     text = re.sub(r"(?i)(\bpassword\s*=\s*)('[^']*'|[^&\s]+)", r"\1***", text)
     if os.environ.get("PGPASSWORD"):
         _remember_secret(os.environ["PGPASSWORD"])

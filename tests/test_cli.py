@@ -93,6 +93,57 @@ def test_observer_toml_mistakes_stop_the_run(small_archive: Path, tmp_path: Path
     assert not (tmp_path / "trading.db").exists() and not (tmp_path / "elsewhere.db").exists()
 
 
+@pytest.mark.parametrize(
+    "target",
+    ["host=127.0.0.1 user=u password=Sekr3tKV dbname=db", "//u:Sekr3tKV@127.0.0.1/db", "u:Sekr3tKV@127.0.0.1:5432/db"],
+)
+@pytest.mark.parametrize("given", ["flag", "toml"])
+def test_a_target_that_is_no_url_is_refused_without_its_password(
+    small_archive: Path, tmp_path: Path, target: str, given: str
+) -> None:
+    """A libpq key/value string or a URL without its scheme was echoed whole, password and all."""
+    if given == "toml":
+        (tmp_path / "observer.toml").write_text(f"[targets]\ndb = '{target}'\n")
+    r = cli("etl", "--source", str(small_archive), "--target", target if given == "flag" else "db", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Sekr3tKV" not in r.stdout + r.stderr and "***" in r.stderr
+
+
+@pytest.mark.parametrize("flag", ["--source", "--staging", "--holidays"])
+def test_a_home_directory_of_no_user_is_one_sentence(small_archive: Path, tmp_path: Path, flag: str) -> None:
+    args = {"--source": str(small_archive), "--target": f"sqlite:///{tmp_path / 't.db'}", "--staging": str(tmp_path / "s")}
+    args[flag] = "~no_such_user_x/x"
+    r = cli("etl", *[a for kv in args.items() for a in kv])
+    assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr
+    assert r.stderr.strip() == "error: path '~no_such_user_x/x': ~no_such_user_x is not a user's home directory here"
+
+
+def test_relative_paths_in_a_config_file_are_relative_to_its_folder(small_archive: Path, tmp_path: Path) -> None:
+    """A job started elsewhere with --config made a second staging and database in its working directory
+    and loaded the whole archive again, successfully. A flag's path stays relative to the working directory."""
+    import shutil
+
+    conf, elsewhere = tmp_path / "conf", tmp_path / "elsewhere"
+    shutil.copytree(small_archive, conf / "archive")
+    elsewhere.mkdir()
+    (conf / "observer.toml").write_text(
+        '[etl]\nsource = "archive"\ntarget = "db"\nstaging = "st"\nholidays = "h.txt"\n'
+        '[targets]\ndb = "sqlite:///trading.db"\n'
+    )
+    (conf / "h.txt").write_text("2026-01-01\n")
+    first = cli("etl", "--json", cwd=conf)
+    assert first.returncode == 0, first.stderr
+    again = cli("etl", "--config", str(conf / "observer.toml"), "--json", cwd=elsewhere)
+    assert again.returncode == 0, again.stderr
+    assert (json.loads(first.stdout)["loaded"], json.loads(again.stdout)["lines_read"]) == (2, 0)
+    assert list(elsewhere.iterdir()) == []
+    flags = cli("etl", "--config", str(conf / "observer.toml"), "--staging", "st2", "--target", "sqlite:///t2.db",
+                "--json", cwd=elsewhere)
+    assert flags.returncode == 0, flags.stderr
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["st2", "t2.db"]
+
+
 def test_a_config_path_that_cannot_be_read_is_one_sentence(small_archive: Path, tmp_path: Path) -> None:
     r = cli("etl", "--source", str(small_archive), "--config", str(tmp_path), cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr

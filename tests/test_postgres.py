@@ -623,6 +623,11 @@ def test_redact() -> None:
     assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
     assert redact('invalid token: "hunter2x"') == 'invalid token: "***"'
     assert redact("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+    # without a scheme (a target that is not a URL is echoed in its error)
+    assert redact("//u:pw1@h/db") == "//u:***@h/db"
+    assert redact("target 'u:p@ss@h:5432/db' is") == "target 'u:***@h:5432/db' is"
+    assert redact("host=h user=u password=pw1 dbname=db") == "host=h user=u password=*** dbname=db"
+    assert redact("a 2026-01-30T13:05:12+09:00 b:c") == "a 2026-01-30T13:05:12+09:00 b:c"
 
 
 # -- passwords from the URL, PGPASSWORD and .pgpass (a server that asks for one) ---------------------
