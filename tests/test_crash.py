@@ -62,20 +62,32 @@ def test_kill_at_each_point_of_the_commit_protocol(
     assert_agree(root, second_target, staging, want)
 
 
-def test_kill_at_random_moments(generated, target_url: str, second_target: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    root, _ = generated
+def test_kill_at_random_moments(big_archive: Path, target_url: str, second_target: str, tmp_path: Path) -> None:
+    """Runs of many small commits, each killed at a random moment after it has made one: in a commit,
+    between two, in the read ahead. (Killed after a random time from its start instead, every run of the
+    small archive had ended before its kill, and the test checked nothing.)"""
+    root = big_archive
     want = clean_state(root, target_url, tmp_path / "ref-stg")
     staging = tmp_path / "stg"
+    manifest = staging / "_manifest/scope=all/files.parquet"
     rnd = random.Random(20260130)
+    killed = 0
     for _ in range(6):
+        before = manifest.stat().st_mtime_ns if manifest.exists() else None
         proc = subprocess.Popen(
             [sys.executable, str(REPO / "cli.py"), "etl", "--source", str(root), "--target", second_target,
-             "--staging", str(staging), "--json"],
+             "--staging", str(staging), "--unit-size", "256KB", "--json"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        time.sleep(rnd.uniform(0.3, 2.5))
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:  # until this run has promoted a commit
+            if manifest.exists() and manifest.stat().st_mtime_ns != before:
+                break
+            time.sleep(0.002)
+        time.sleep(rnd.uniform(0.0, 0.4))
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        killed += proc.wait() == -signal.SIGKILL
+    assert killed == 6, "a run ended before its kill: the archive is too small for the test"
     assert_agree(root, second_target, staging, want)
 
 
