@@ -296,8 +296,17 @@ def normalize_swing(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
 NORMALIZERS = {Kind.SCALP: normalize_scalp, Kind.SWING: normalize_swing}
 
 
-def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> pl.DataFrame | str:
-    """A K3 document -> market_universe rows, or a reject reason for the whole file."""
+@dataclass(frozen=True)
+class UniverseDoc:
+    """A K3 document's membership: the date it names (its file's date if none) and when it was written."""
+
+    day: date
+    generated_at: datetime | None  # UTC; None for the simplified older files (or a time that does not parse)
+    rows: pl.DataFrame  # market_universe rows, every market (may be empty: that day's membership is empty)
+
+
+def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> UniverseDoc | str:
+    """A K3 document -> its market_universe rows, or a reject reason for the whole file."""
     if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict) or not isinstance(doc.get("symbols"), list):
         return "bad_universe_file"
     meta = doc["metadata"]
@@ -311,15 +320,17 @@ def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> 
     market = meta.get("market")
     if market is not None and not is_market_name(market):
         return "bad_universe_file"  # a market names a staging directory: never '..' or 'a/b'
-    generated = parse_instant(pl.lit(meta.get("generated_at"), dtype=pl.String))
+    text = meta.get("generated_at")
+    generated = pl.select(parse_instant(pl.lit(text if isinstance(text, str) else None, dtype=pl.String))).item()
     lf = df.lazy().with_columns(market_field=pl.lit(market, dtype=pl.String))
     lf = _assign_market(lf, ctx, record_market="market_field")
-    return lf.with_columns(
+    rows = lf.with_columns(
         date=pl.lit(day, dtype=pl.Date),
-        generated_at=generated,
+        generated_at=pl.lit(generated, dtype=pl.Datetime("us", "UTC")),
         schema_version=pl.lit(SCHEMA_VERSION),
         etl_timestamp=pl.lit(ctx.etl_timestamp, dtype=pl.Datetime("us", "UTC")),
         source_file=pl.lit(rel),
         source_line=pl.lit(0, dtype=pl.Int64),
         quality_flag=pl.lit("normal"),
     ).select(MARKET_UNIVERSE.column_names).collect()
+    return UniverseDoc(day, generated, rows)

@@ -257,7 +257,7 @@ class _Doc:
 
     file: scan.ArchiveFile
     manifest_row: dict[str, Any]  # its size is the bytes read
-    load: tuple[date, pl.DataFrame] | None  # the day whose membership it replaces, and its rows in this run's scope
+    doc: normalize.UniverseDoc | None  # its date, generated_at and rows in this run's scope
     reject: pl.DataFrame | None  # its etl_rejects row, if the document was rejected
 
 
@@ -453,6 +453,14 @@ def _failure(exc: BaseException, staging: Path) -> BaseException | None:
     return None
 
 
+def _written_at(doc: normalize.UniverseDoc, f: scan.ArchiveFile) -> datetime:
+    """When a universe document was written: its generated_at, else (a simplified older file) its file
+    name's date at 00:00 KST, a file being named by the day it is written."""
+    if doc.generated_at is not None:
+        return doc.generated_at
+    return datetime(f.file_date.year, f.file_date.month, f.file_date.day, tzinfo=timezone.utc) - normalize.KST_OFFSET
+
+
 def _interrupted(exc: BaseException) -> bool:
     """Ctrl-C, also where code that was unwinding from it failed in turn: shutil.rmtree interrupted
     between closing a directory and its own cleanup closes it again (EBADF, seen once in ~50 runs)."""
@@ -562,6 +570,7 @@ class _Runner:
         self.manifest = manifest.load(self.staging, opts.scope)
         self._resume: dict[str, tuple[int, int]] = {}  # the prepare worker's: file -> (byte, next line) after its last chunk
         self._spills = itertools.count()  # the prepare worker's: names of its units' reject spill files
+        self._documents: dict[str, scan.ArchiveFile] = {}  # every universe document of the archive, by path (_plan)
         self._stager: ThreadPoolExecutor  # writes a commit's staged files while the database loads (run())
 
     # -- planning ---------------------------------------------------------------------------------
@@ -584,6 +593,7 @@ class _Runner:
             )
         known = {r["path"]: r for r in self.manifest.iter_rows(named=True)}
         newest = scan.newest_of_series([f for f in files if f.kind in TABLE_OF])
+        self._documents = {f.rel: f for f in files if f.kind == Kind.UNIVERSE}
         reads: list[_Read] = []
         docs: list[scan.ArchiveFile] = []
         for f in files:
@@ -672,13 +682,11 @@ class _Runner:
                 taken += group
                 fill(taken)  # the worker prepares what follows while these units are finished
                 self._finish([f.result() for f in futures])
-            # Universe documents are small: many go in one commit (each commit waits on its fsyncs; the 10M
-            # bench archive's 72 documents were 72 of its 196 commits), up to a unit's bytes of them by their
-            # size when the run was planned.
-            for group in _cap(sorted(docs, key=lambda f: (f.file_date, f.rel)), unit_bytes, lambda f: f.size):
-                batch = [doc for doc in map(self._read_universe, group) if doc is not None]
-                if batch:
-                    self._commit_universe(batch)
+            # Universe documents are small (a few thousand symbols each): a run's changed ones go in one
+            # commit, which decides every date they name, or named before, at once.
+            batch = [doc for doc in map(self._read_universe, sorted(docs, key=lambda f: (f.file_date, f.rel))) if doc]
+            if batch:
+                self._commit_universe(batch)
 
     # -- JSONL units ------------------------------------------------------------------------------
     def _prepare(self, unit: list[_Read], newest: set[str]) -> _Prepared:
@@ -850,17 +858,17 @@ class _Runner:
         known = self.manifest.filter(pl.col("path") == f.rel)
         if known.height and known["content_hash"][0] == content_hash:
             return None  # touched but unchanged: nothing to load
+        result = self._universe_doc(f, data)
         row = {
             "path": f.rel, "kind": f.kind.value, "size": len(data), "mtime_ns": f.mtime_ns,
             "consumed_bytes": len(data), "lines_consumed": 0, "tail_read": False, "fp_len": 0, "fp_hash": None,
-            "end_fp_len": 0, "end_fp_hash": None,
-            "content_hash": content_hash, "run_id": self.summary.run_id,
+            "end_fp_len": 0, "end_fp_hash": None, "content_hash": content_hash, "run_id": self.summary.run_id,
+            # A rejected version (a rewrite caught half written) leaves the last good one's place.
+            "doc_date": result.day if isinstance(result, normalize.UniverseDoc) else (
+                known["doc_date"][0] if known.height else None),
+            "doc_written_at": _written_at(result, f) if isinstance(result, normalize.UniverseDoc) else (
+                known["doc_written_at"][0] if known.height else None),
         }
-        try:
-            doc: object = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            doc = None
-        result = normalize.normalize_universe(doc, f.rel, f.file_date, self.ctx)
         if isinstance(result, str):
             rej = pl.DataFrame(
                 {
@@ -871,21 +879,78 @@ class _Runner:
                 schema=ETL_REJECTS.polars_schema(),
             )
             return _Doc(f, row, None, rej)
-        day = result["date"][0] if result.height else f.file_date  # the document's date, before any filter
-        if self.opts.market is not None:  # none of this market's symbols: its membership that day is empty
-            result = result.filter(pl.col("market") == self.opts.market)
-        return _Doc(f, row, (day, result), None)
+        return _Doc(f, row, result, None)
+
+    def _universe_doc(self, f: scan.ArchiveFile, data: bytes) -> normalize.UniverseDoc | str:
+        """A document's membership in this run's scope (none of this market's symbols: an empty one)."""
+        try:
+            doc: object = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            doc = None
+        result = normalize.normalize_universe(doc, f.rel, f.file_date, self.ctx)
+        if isinstance(result, str) or self.opts.market is None:
+            return result
+        return dataclasses.replace(result, rows=result.rows.filter(pl.col("market") == self.opts.market))
+
+    def _memberships(self, batch: list[_Doc]) -> list[tuple[date, pl.DataFrame]]:
+        """The membership each date touched by ``batch`` takes: the newest document naming it, by when it
+        was written, then file name ("last writer wins", contract section 1), whichever order runs met
+        them in. A date a document stopped naming goes to the next newest (read again from the archive),
+        or is emptied; a date whose newest document is the one already loaded is left alone."""
+        def named(files: pl.DataFrame) -> dict[str, tuple[date, datetime]]:
+            docs = files.filter(pl.col("doc_date").is_not_null())
+            return dict(zip(docs["path"], zip(docs["doc_date"], docs["doc_written_at"])))
+
+        def newest_first(docs: dict[str, tuple[date, datetime]], day: date) -> list[str]:
+            return [path for _, path in sorted(((at, path) for path, (d, at) in docs.items() if d == day), reverse=True)]
+
+        before = named(self.manifest)
+        after = dict(before)
+        for d in batch:
+            after.pop(d.file.rel, None)
+            if d.manifest_row["doc_date"] is not None:
+                after[d.file.rel] = (d.manifest_row["doc_date"], d.manifest_row["doc_written_at"])
+        fresh = {d.file.rel: d.doc for d in batch if d.doc is not None}
+        days = {m[0] for d in batch for m in (before.get(d.file.rel), after.get(d.file.rel)) if m is not None}
+        out: list[tuple[date, pl.DataFrame]] = []
+        for day in sorted(days):
+            was = newest_first(before, day)
+            for path in newest_first(after, day):
+                if path in fresh:
+                    out.append((day, fresh[path].rows))
+                    break
+                if was and path == was[0]:
+                    break  # the newest is the document loaded: nothing changes on this day
+                doc = self._reread_universe(path, day)
+                if doc is not None:
+                    out.append((day, doc.rows))
+                    break
+            else:  # no document names this day any more
+                out.append((day, pl.DataFrame(schema=MARKET_UNIVERSE.polars_schema())))
+        return out
+
+    def _reread_universe(self, path: str, day: date) -> normalize.UniverseDoc | None:
+        """An unchanged document that is now its day's newest, read again; None if it is gone from the
+        archive (upstream deletes documents after 14 days) or no longer a valid document of ``day``."""
+        f = self._documents.get(path)
+        if f is None:
+            return None
+        try:
+            data, _ = scan.read_document(f)
+        except FileNotFoundError:
+            return None
+        doc = self._universe_doc(f, data)
+        return doc if isinstance(doc, normalize.UniverseDoc) and doc.day == day else None
 
     def _commit_universe(self, batch: list[_Doc]) -> None:
-        """Load documents in one commit: each replaces its day's membership, in the order given (a later
-        document of the same day replaces an earlier one, as it would in a commit of its own)."""
-        loaded = [d.load for d in batch if d.load is not None]
-        days = dict(loaded)  # the last document of each day
+        """Load changed documents in one commit: the memberships of every date they touch."""
+        memberships = self._memberships(batch)
+        fresh = [d.doc for d in batch if d.doc is not None]
         wm = None
-        if loaded:
+        if fresh:
             wm = watermark_rows(
                 # Simplified universe files have no generated_at: their date (00:00 KST) stands in, never the clock.
-                pl.concat([rows for _, rows in loaded]).with_columns(
+                pl.concat([doc.rows for doc in fresh]).with_columns(
                     ts=pl.col("generated_at").fill_null(
                         normalize.utc_from_kst_wall(pl.col("date").cast(pl.Datetime("us")))
                     )
@@ -894,7 +959,7 @@ class _Runner:
             )
         rejected = [d.reject for d in batch if d.reject is not None]
         rejects = _Rejects.of(pl.concat(rejected) if rejected else pl.DataFrame(schema=ETL_REJECTS.polars_schema()))
-        symbols = sum(rows.height for _, rows in loaded)
+        symbols = sum(rows.height for _, rows in memberships)
         with self._counted_if_committed():  # counted first, as a JSONL unit is
             self.summary.universe["files_read"] += len(batch)
             self.summary.universe["files_rejected"] += rejects.height
@@ -905,7 +970,7 @@ class _Runner:
                 [rejects],
                 wm,
                 [d.manifest_row for d in batch],
-                universe=sorted(days.items()),
+                universe=memberships,
                 # Each document's earlier reject, if any (this scope's or another's), describes an older version.
                 reread=[(d.file.rel, 0) for d in batch],
             )

@@ -42,6 +42,12 @@ MANIFEST_SCHEMA = pl.Schema(
         "end_fp_len": pl.Int64(),
         "end_fp_hash": pl.String(),
         "content_hash": pl.String(),
+        # A universe document's date and when it was written (its generated_at, else its file name's
+        # date at 00:00 KST), as last read; a rejected version keeps its last good one's. Which document
+        # names a date, and which of them is the newest, without reading them all again. Null for JSONL
+        # files, and in manifests written before these columns existed.
+        "doc_date": pl.Date(),
+        "doc_written_at": pl.Datetime("us", "UTC"),
         "run_id": pl.String(),
         "commit_seq": pl.Int64(),
     }

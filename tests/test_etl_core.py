@@ -689,8 +689,10 @@ def test_a_units_many_rejects_are_spilled_and_loaded_as_if_held(
 
 
 def test_universe_documents_share_a_commit_and_the_later_of_a_day_wins(tmp_path: Path, target_url: str) -> None:
-    """A run's changed documents load in one commit (up to a unit's bytes of them), and leave what loading
-    them one run at a time leaves: a document dated like an earlier one replaces that day's membership."""
+    """A run's changed documents load in one commit, and leave what loading them one run at a time leaves:
+    a document written later and dated like an earlier one replaces that day's membership (a simplified
+    file without generated_at counts as written at its file name's date). ``symbols_loaded`` counts the
+    memberships loaded, not those of documents another replaced in the same run."""
     docs = {
         "20260129": {"metadata": {"date": "2026-01-29", "market": "kr_stocks"}, "symbols": ["005930", "000660"]},
         "20260130": {"metadata": {"date": "2026-01-30", "generated_at": "2026-01-30T17:05:41.118204"},
@@ -703,7 +705,7 @@ def test_universe_documents_share_a_commit_and_the_later_of_a_day_wins(tmp_path:
         write_lines(together / f"universe/{day}_kr_stocks.json", [json.dumps(doc)])
     s = run(together, target_url, tmp_path / "stg").to_dict()
     assert s["commits"] == 1
-    assert s["universe"] == {"files_read": 4, "symbols_loaded": 5, "files_rejected": 1}
+    assert s["universe"] == {"files_read": 4, "symbols_loaded": 3, "files_rejected": 1}
     got = rows(target_url, "SELECT date, symbol FROM market_universe ORDER BY 1, 2")
     assert [(str(d), sym) for d, sym in got] == [("2026-01-29", "000660"), ("2026-01-29", "005930"), ("2026-01-30", "373220")]
     assert rows(target_url, "SELECT source_file FROM etl_rejects") == [("universe/20260201_kr_stocks.json",)]
@@ -715,9 +717,74 @@ def test_universe_documents_share_a_commit_and_the_later_of_a_day_wins(tmp_path:
         assert run(one_by_one, url, tmp_path / "stg1").to_dict()["commits"] == 1
     assert (db_snapshot(url), staged_snapshot(tmp_path / "stg1")) == want
 
-    url = f"sqlite:///{tmp_path / 'capped.db'}"  # units of one byte: every document a commit of its own
-    assert run(together, url, tmp_path / "stg2", unit_bytes=1).to_dict()["commits"] == 4
+    url = f"sqlite:///{tmp_path / 'capped.db'}"  # documents are small: one commit, whatever the unit size
+    assert run(together, url, tmp_path / "stg2", unit_bytes=1).to_dict()["commits"] == 1
     assert (db_snapshot(url), staged_snapshot(tmp_path / "stg2")) == want
+
+
+def _universe_doc(day: str, symbols: list[str], generated_at: str | None = None) -> str:
+    meta: dict = {"date": day, "market": "kr_stocks", **({"generated_at": generated_at} if generated_at else {})}
+    return json.dumps({"metadata": meta, "symbols": symbols})
+
+
+def _membership(url: str) -> list[tuple[str, str, str]]:
+    return [(str(d), sym, f) for d, sym, f in rows(url, "SELECT date, symbol, source_file FROM market_universe ORDER BY 1, 2")]
+
+
+def test_the_newest_universe_document_of_a_day_wins_however_runs_met_them(tmp_path: Path, target_url: str) -> None:
+    """Two files name one date: the one written last wins, not the one a run happened to read last (a
+    rewrite of the older file, read by a later run, took the day back). One run and two agree."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    older, newer = src / "universe/20260130_kr_stocks.json", src / "universe/20260131_kr_stocks.json"
+    write_lines(older, [_universe_doc("2026-01-30", ["000660", "005930", "373220"], "2026-01-30T17:05:41.1")])
+    write_lines(newer, [_universe_doc("2026-01-30", ["000660", "005930"], "2026-01-31T08:00:00.0")])
+    run(src, target_url, stg)
+    want = [("2026-01-30", "000660", "universe/20260131_kr_stocks.json"), ("2026-01-30", "005930", "universe/20260131_kr_stocks.json")]
+    assert _membership(target_url) == want
+    write_lines(older, [_universe_doc("2026-01-30", ["000660", "005930", "035720", "373220"], "2026-01-30T18:00:00.0")])
+    assert run(src, target_url, stg).to_dict()["universe"] == {"files_read": 1, "symbols_loaded": 0, "files_rejected": 0}
+    assert _membership(target_url) == want
+    one = f"sqlite:///{tmp_path / 'one.db'}"
+    run(src, one, tmp_path / "one-stg")
+    assert _membership(one) == want
+
+
+def test_a_universe_document_dated_anew_leaves_its_old_date_to_the_next_newest(tmp_path: Path, target_url: str) -> None:
+    """The newest document of a day is rewritten with another date: the day goes to the next newest
+    document naming it (read again from the archive), or is emptied; as one run over the final archive."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    write_lines(src / "universe/20260130_kr_stocks.json", [_universe_doc("2026-01-30", ["000660"], "2026-01-30T17:00:00")])
+    moving = src / "universe/20260131_kr_stocks.json"
+    write_lines(moving, [_universe_doc("2026-01-30", ["005930"], "2026-01-31T08:00:00")])
+    write_lines(src / "universe/20260202_kr_stocks.json", [_universe_doc("2026-02-02", ["035720"], "2026-02-02T08:00:00")])
+    alone = src / "universe/20260203_kr_stocks.json"
+    write_lines(alone, [_universe_doc("2026-02-03", ["373220"], "2026-02-03T08:00:00")])
+    run(src, target_url, stg)
+    assert [d for d, *_ in _membership(target_url)] == ["2026-01-30", "2026-02-02", "2026-02-03"]
+    write_lines(moving, [_universe_doc("2026-01-31", ["005930"], "2026-01-31T09:00:00")])
+    write_lines(alone, [_universe_doc("2026-02-04", ["373220"], "2026-02-04T08:00:00")])
+    run(src, target_url, stg)
+    want = [
+        ("2026-01-30", "000660", "universe/20260130_kr_stocks.json"),
+        ("2026-01-31", "005930", "universe/20260131_kr_stocks.json"),
+        ("2026-02-02", "035720", "universe/20260202_kr_stocks.json"),
+        ("2026-02-04", "373220", "universe/20260203_kr_stocks.json"),
+    ]
+    assert _membership(target_url) == want
+    one = f"sqlite:///{tmp_path / 'one.db'}"
+    run(src, one, tmp_path / "one-stg")
+    assert _membership(one) == want
+
+
+def test_an_empty_universe_document_empties_the_date_it_names(tmp_path: Path, target_url: str) -> None:
+    """It was put on its file name's date, leaving the date it names as it was."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    write_lines(src / "universe/20260130_kr_stocks.json", [_universe_doc("2026-01-30", ["000660", "005930"], "2026-01-30T17:00:00")])
+    run(src, target_url, stg)
+    write_lines(src / "universe/20260131_kr_stocks.json", [_universe_doc("2026-01-30", [], "2026-01-31T08:00:00")])
+    s = run(src, target_url, stg).to_dict()
+    assert _membership(target_url) == []
+    assert s["tables"]["market_universe"]["deleted"] == 2
 
 
 def test_bad_universe_file_is_rejected_not_fatal(tmp_path: Path, target_url: str) -> None:

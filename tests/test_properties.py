@@ -168,3 +168,38 @@ def test_any_unit_size_gives_the_same_database(reference, unit: int, chunk: int 
             run(root, url, work / "stg", unit_bytes=unit)
             assert db_snapshot(url) == want_db
             assert staged_snapshot(work / "stg") == want_staged
+
+
+# A universe document's versions: (file of 4, the date it names of 3, when written, symbols); files are
+# rewritten in any order, each written time unique, and the archive read after any of the writes.
+_DOC_DATES = ["2026-01-29", "2026-01-30", "2026-01-31"]
+_DOC_WRITE = st.tuples(
+    st.integers(0, 3), st.sampled_from(_DOC_DATES), st.lists(st.sampled_from(["000660", "005930", "035720", "373220"]), max_size=3)
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(writes=st.lists(_DOC_WRITE, min_size=1, max_size=8), runs_after=st.sets(st.integers(0, 7)))
+def test_universe_documents_rewritten_in_any_order(writes, runs_after) -> None:  # type: ignore[no-untyped-def]
+    """The membership of every date is its newest document's, however runs met the rewrites: runs after
+    any of the writes leave what one run after the last leaves."""
+    import json
+
+    from tests.support import rows
+
+    def membership(url: str) -> list[tuple]:
+        return rows(url, "SELECT date, symbol, source_file, generated_at FROM market_universe ORDER BY 1, 2")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        src, url = work / "a", f"sqlite:///{work / 'split.db'}"
+        (src / "universe").mkdir(parents=True)
+        for i, (file, day, symbols) in enumerate(writes):
+            doc = {"metadata": {"date": day, "generated_at": f"2026-02-01T09:{i:02d}:00"}, "symbols": symbols}
+            (src / f"universe/2026012{file}_kr_stocks.json").write_text(json.dumps(doc))
+            if i in runs_after:
+                run(src, url, work / "stg")
+        run(src, url, work / "stg")
+        one = f"sqlite:///{work / 'one.db'}"
+        run(src, one, work / "one-stg")
+        assert membership(url) == membership(one)
