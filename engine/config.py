@@ -188,17 +188,30 @@ def _sqlite_relative_to(url: str, base: Path) -> str:
     return f"{url[:len('sqlite:///')]}{base.absolute() / url[len('sqlite:///'):]}"
 
 
+def _check_file(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a directory, not a file")
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+
+
 def load_security_master(path: Path) -> pl.DataFrame:
     """``symbol,market`` CSV (extra columns ignored) mapping each symbol to its market."""
-    if not path.is_file():
-        raise ConfigError(f"security master {path} does not exist")
+    _check_file(path, "security master")
     try:
         df = pl.read_csv(path, schema_overrides={"symbol": pl.String, "market": pl.String})
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"security master {path} is not a readable CSV: {str(exc).splitlines()[0]}") from None
     if not {"symbol", "market"} <= set(df.columns):
         raise ConfigError(f"security master {path} needs the columns symbol and market")
-    df = df.select("symbol", "market").drop_nulls().unique(maintain_order=True)
+    df = df.select("symbol", "market").filter(pl.any_horizontal(pl.all().is_not_null()))  # (a blank line)
+    half = df.filter(pl.any_horizontal(pl.all().is_null()))
+    if half.height:  # a symbol left without a market would take the default market, silently
+        sym, mkt = half.row(0)
+        raise ConfigError(
+            f"security master {path}: " + (f"{sym} has no market" if sym is not None else f"a row with market {mkt!r} has no symbol")
+        )
+    df = df.unique(maintain_order=True)
     twice = df.filter(pl.col("symbol").is_duplicated())
     if twice.height:  # which one wins would be the file's order, silently
         sym = twice["symbol"][0]
@@ -214,8 +227,7 @@ def load_security_master(path: Path) -> pl.DataFrame:
 
 def load_holidays(path: Path) -> frozenset[date]:
     """One ISO date a line (``#`` comments allowed): KRX holidays, flagged as non-trading days."""
-    if not path.is_file():
-        raise ConfigError(f"holiday list {path} does not exist")
+    _check_file(path, "holiday list")
     try:
         content = path.read_text(encoding="utf-8-sig")  # Excel and Notepad write a BOM
     except UnicodeDecodeError as exc:

@@ -34,6 +34,8 @@ def read_staged(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
 
 def unwritable(d: Path) -> str | None:
     """Why files cannot be written under directory ``d`` (created if missing), or None if they can."""
+    if d.exists() and not d.is_dir():
+        return "it is a file, not a directory"
     try:
         d.mkdir(parents=True, exist_ok=True)
         probe = d / f".write-probe-{os.getpid()}"

@@ -318,6 +318,39 @@ def test_a_security_master_that_puts_a_symbol_in_two_markets_is_one_sentence(tmp
         load_security_master(path)
 
 
+def test_a_security_master_row_without_its_market_is_one_sentence(tmp_path: Path) -> None:
+    """Dropped silently, the symbol took the default market; a blank line is still only a blank line."""
+    from engine.config import ConfigError, load_security_master
+
+    path = tmp_path / "master.csv"
+    path.write_text("symbol,market\n005930,KOSPI\n\n000660,KOSDAQ\n")
+    assert load_security_master(path).rows() == [("005930", "KOSPI"), ("000660", "KOSDAQ")]
+    for text, message in (("005930,KOSPI\n000660,\n", "000660 has no market"),
+                          ("005930,KOSPI\n,KOSDAQ\n", "a row with market 'KOSDAQ' has no symbol")):
+        path.write_text("symbol,market\n" + text)
+        with pytest.raises(ConfigError, match=f"master.csv: {message}$"):
+            load_security_master(path)
+
+
+@pytest.mark.parametrize("what", ["security_master", "holidays", "staging"])
+def test_a_directory_or_a_file_in_the_wrong_place_says_so(tmp_path: Path, what: str) -> None:
+    """'does not exist' for a directory given as a file, 'File exists' for a file given as the staging
+    directory: both true of something else."""
+    from engine.config import RunOptions
+    from engine.pipeline import EtlError, run_etl
+
+    src = tmp_path / "a"
+    write_lines(src / SCALP, [tick(acc=1)])
+    (tmp_path / "afile").write_text("x")
+    kw = {"staging": tmp_path / "afile"} if what == "staging" else {what: tmp_path, "staging": tmp_path / "stg"}
+    want = {"security_master": f"security master {tmp_path} is a directory, not a file",
+            "holidays": f"holiday list {tmp_path} is a directory, not a file",
+            "staging": f"staging directory {tmp_path / 'afile'} is not writable: it is a file, not a directory"}[what]
+    with pytest.raises(EtlError) as err:
+        run_etl(RunOptions(source=src, target=f"sqlite:///{tmp_path / 't.db'}", **kw))
+    assert str(err.value) == want
+
+
 def test_duplicates_keep_the_copy_received_first(tmp_path: Path, target_url: str) -> None:
     src, stg = tmp_path / "a", tmp_path / "stg"
     later = tick(ts="2026-01-30T13:05:14.2+09:00", session="observer-B")
