@@ -571,6 +571,7 @@ class _Runner:
         self._resume: dict[str, tuple[int, int]] = {}  # the prepare worker's: file -> (byte, next line) after its last chunk
         self._spills = itertools.count()  # the prepare worker's: names of its units' reject spill files
         self._documents: dict[str, scan.ArchiveFile] = {}  # every universe document of the archive, by path (_plan)
+        self._other_markets: set[str] = set()  # the prepare worker's: markets of rows a --market run left out
         self._stager: ThreadPoolExecutor  # writes a commit's staged files while the database loads (run())
 
     # -- planning ---------------------------------------------------------------------------------
@@ -643,6 +644,14 @@ class _Runner:
             self._run()
         finally:
             shutil.rmtree(spills, ignore_errors=True)
+        m = self.opts.market
+        if m is not None and self._other_markets and not self.summary.total("loaded") and not any(
+            (self.staging / t.name / f"market={m}").is_dir() for t in DATA_TABLES
+        ):  # a misspelt --market loads nothing, successfully, run after run
+            self.summary.warnings.append(
+                f"no row of market {m} in the files read, nor staged before; they hold "
+                f"{', '.join(sorted(self._other_markets)[:5])} (market names are case-sensitive)"
+            )
 
     def _run(self) -> None:
         reads, docs, newest = self._plan()
@@ -752,6 +761,8 @@ class _Runner:
             rows = pl.concat(row_parts) if row_parts else pl.DataFrame(schema=TABLE_OF[kind].polars_schema())
             if self.opts.market is not None:
                 in_scope = rows.filter(pl.col("market") == self.opts.market)
+                if in_scope.height < rows.height:
+                    self._other_markets.update(rows["market"].unique().to_list())
                 rows, other = in_scope, rows.height - in_scope.height
             # Of every valid line, the copies that will lose included: which copy of a record wins can
             # change with a later run, and a mark taken from the winners would then depend on how the

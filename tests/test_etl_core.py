@@ -270,6 +270,23 @@ def test_a_folder_of_the_archive_that_cannot_be_listed_stops_the_run(
         run(src, url, tmp_path / "stg")
 
 
+def test_a_market_run_that_finds_none_of_its_market_warns(tmp_path: Path) -> None:
+    """--market kospi (the sample's market is kr_stocks, names are case-sensitive) loaded nothing,
+    successfully, run after run; a market with rows staged before is quiet when nothing new comes."""
+    src, url = tmp_path / "a", f"sqlite:///{tmp_path / 't.db'}"
+    write_lines(src / SCALP, [tick(acc=1)])
+    s = run(src, url, tmp_path / "st1", market="kospi").to_dict()
+    assert s["loaded"] == 0
+    assert s["warnings"] == ["no row of market kospi in the files read, nor staged before; they hold kr_stocks "
+                             "(market names are case-sensitive)"]
+    assert run(src, url, tmp_path / "st2", market="kr_stocks").to_dict()["warnings"] == []
+    write_lines(src / NEXT_HOUR, [NEXT_HOUR_TICK.replace('"symbol": "005930"', '"symbol": "000660"')])
+    master = tmp_path / "m.csv"
+    master.write_text("symbol,market\n000660,KOSDAQ\n")
+    again = run(src, url, tmp_path / "st2", market="kr_stocks", security_master=master).to_dict()
+    assert (again["loaded"], again["warnings"]) == (0, [])  # staged before: only nothing new this time
+
+
 def test_a_snapshot_without_a_market_takes_the_default(tmp_path: Path, target_url: str) -> None:
     """A swing line with no ``market`` (absent or null) is no bad market: it takes the configured default,
     as a tick does (the design's order: security master, the record's own market, the default)."""
