@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
+from urllib.parse import quote
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -144,10 +145,10 @@ def resolve(
     tgt, tgt_in_file = pick(target, "target", DEFAULT_TARGET, targets)
     assert src is not None and tgt is not None
     if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", tgt):
-        from engine.load import redact  # (engine.load imports this module)
+        from engine.load import redact_target  # (engine.load imports this module)
 
         raise ConfigError(
-            f"target {redact(tgt)!r} is neither a URL (sqlite:///file.db, postgresql://...) nor a name in [targets] of {CONFIG_NAME}"
+            f"target {redact_target(tgt)!r} is neither a URL (sqlite:///file.db, postgresql://...) nor a name in [targets] of {CONFIG_NAME}"
         )
     if tgt_in_file:
         tgt = _sqlite_relative_to(tgt, here)
@@ -182,10 +183,12 @@ def _path(value: str, base: Path | None) -> Path:
 
 
 def _sqlite_relative_to(url: str, base: Path) -> str:
-    """A config file's ``sqlite:///relative.db`` as relative to the file's folder (other URLs as they are)."""
-    if not url.lower().startswith("sqlite:///") or url[len("sqlite:///"):].startswith("/"):
+    """A config file's ``sqlite:///relative.db`` as relative to the file's folder (other URLs, and
+    ``:memory:`` that the target refuses, as they are); the folder percent-encoded, as a URL's path is."""
+    head, rest = url[: len("sqlite:///")], url[len("sqlite:///"):]
+    if head.lower() != "sqlite:///" or rest.startswith("/") or rest == ":memory:":
         return url
-    return f"{url[:len('sqlite:///')]}{base.absolute() / url[len('sqlite:///'):]}"
+    return f"{head}{quote(str(base.absolute()))}/{rest}"
 
 
 def _check_file(path: Path, what: str) -> None:

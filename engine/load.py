@@ -110,13 +110,11 @@ def _remember_secret(secret: str | None) -> None:
 def redact(text: str) -> str:
     """``text`` with any password replaced by ``***``, for output, logs, ``etl_runs`` and errors.
 
-    Handles URL userinfo (``scheme://user:password@host``, ``//user:password@host`` and a bare
-    ``user:password@host``, also with an unencoded ``@`` in the password), a ``password=`` parameter (URI query or key/value conninfo), and every password a
+    Handles URL userinfo (``scheme://user:password@host``, also with an unencoded ``@`` in the
+    password), a ``password=`` parameter (URI query or key/value conninfo), and every password a
     target URL of this process held.
     """
     text = re.sub(r"(://[^:/?#@\s]*):[^\s]*@", r"\1:***@", text)
-    # and without a scheme: '//user:pw@host', or 'user:pw@host/db' (which reads as the scheme 'user')
-    text = re.sub(r"((?:^|[\s'\"])(?://)?[^:/?#@\s'\"]*):(?!//)[^\s'\"]*@", r"\1:***@", text)
     text = re.sub(r"(?i)(\bpassword\s*=\s*)('[^']*'|[^&\s]+)", r"\1***", text)
     if os.environ.get("PGPASSWORD"):
         _remember_secret(os.environ["PGPASSWORD"])
@@ -126,27 +124,34 @@ def redact(text: str) -> str:
     return text
 
 
+def redact_target(text: str) -> str:
+    """A target given by the user, for its error message: ``redact``, and userinfo without a scheme
+    (``//user:pw@host``, ``user:pw@host/db``, which reads as the scheme ``user``). Only for a value meant
+    as a target: in other text a ``C:\\x\\kim@corp`` path or a ``09:00:01@1000`` is no password."""
+    return re.sub(r"^((?://)?[^:/?#@\s]*):(?!//)[^\s]*@", r"\1:***@", redact(text.strip()))
+
+
 def parse_target(url: str) -> TargetURL:
     """Validate a target URL: ``sqlite:///rel.db``, ``sqlite:////abs.db``, ``postgresql://...``."""
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # e.g. an unclosed [IPv6] host
-        raise TargetError(f"invalid target URL {redact(url)!r}: {exc}") from None
+        raise TargetError(f"invalid target URL {redact_target(url)!r}: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme == "sqlite":
         if not url.lower().startswith("sqlite:///") or parts.netloc or len(parts.path) < 2:
             raise TargetError(
-                f"invalid SQLite URL {redact(url)!r}: use sqlite:///relative.db or sqlite:////absolute/path.db"
+                f"invalid SQLite URL {redact_target(url)!r}: use sqlite:///relative.db or sqlite:////absolute/path.db"
             )
         path = unquote(parts.path[1:])
         if parts.query or parts.fragment:  # mode=ro and the like would be dropped without a word
-            raise TargetError(f"invalid SQLite URL {redact(url)!r}: it takes no options (?...), only a file path")
+            raise TargetError(f"invalid SQLite URL {redact_target(url)!r}: it takes no options (?...), only a file path")
         if path == ":memory:":
-            raise TargetError(f"invalid SQLite URL {redact(url)!r}: an in-memory database keeps nothing; name a file")
+            raise TargetError(f"invalid SQLite URL {redact_target(url)!r}: an in-memory database keeps nothing; name a file")
         return TargetURL("sqlite", url, Path(path))
     if scheme in ("postgresql", "postgres"):
         return _parse_pg(url, parts)
-    raise TargetError(f"unsupported target {redact(url)!r}: use a sqlite:/// or postgresql:// URL")
+    raise TargetError(f"unsupported target {redact_target(url)!r}: use a sqlite:/// or postgresql:// URL")
 
 
 def _parse_pg(url: str, parts: Any) -> TargetURL:

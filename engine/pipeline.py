@@ -601,7 +601,8 @@ class _Runner:
             self.summary.files[f.kind.value] += 1
             entry = known.get(f.rel)
             if f.kind == Kind.UNIVERSE:
-                if entry is None or entry["size"] != f.size or entry["mtime_ns"] != f.mtime_ns:
+                if (entry is None or entry["size"] != f.size or entry["mtime_ns"] != f.mtime_ns
+                        or entry["content_hash"] is None):  # (an older manifest: see manifest.load)
                     docs.append(f)  # content hash decides whether it really changed
                 continue
             if f.kind not in TABLE_OF:

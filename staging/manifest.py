@@ -69,6 +69,13 @@ def load(staging: Path, scope: str) -> pl.DataFrame:
     if not path.exists():
         return pl.DataFrame(schema=MANIFEST_SCHEMA)
     files = read_staged(path)
+    if "path" in files.columns and "kind" in files.columns and "doc_date" not in files.columns:
+        # Written before documents' dates were kept: each universe document is read once more (its
+        # content hash forgotten), so that the run knows every document naming a date, not only the
+        # ones that change from now on.
+        files = files.with_columns(
+            content_hash=pl.when(pl.col("kind") == "universe").then(None).otherwise(pl.col("content_hash"))
+        )
     if "path" in files.columns:  # columns added since (tail_read, end_fp_*): null in a staging written before
         files = files.with_columns(pl.lit(None, t).alias(c) for c, t in MANIFEST_SCHEMA.items() if c not in files.columns)
     try:

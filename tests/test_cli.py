@@ -144,6 +144,25 @@ def test_relative_paths_in_a_config_file_are_relative_to_its_folder(small_archiv
     assert sorted(p.name for p in elsewhere.iterdir()) == ["st2", "t2.db"]
 
 
+@pytest.mark.parametrize("folder", ["c#1", "c?1", "c%41", "c 1"])
+def test_a_config_files_sqlite_target_in_a_folder_of_any_name(small_archive: Path, tmp_path: Path, folder: str) -> None:
+    """The folder is part of the URL the relative path becomes: '#', '?' and '%' in its name were read
+    as URL syntax."""
+    conf = tmp_path / folder
+    conf.mkdir()
+    (conf / "observer.toml").write_text(f'[etl]\nsource = "{small_archive}"\ntarget = "sqlite:///t.db"\nstaging = "st"\n')
+    r = cli("etl", "--config", str(conf / "observer.toml"), "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (conf / "t.db").is_file() and json.loads(r.stdout)["loaded"] == 2
+
+
+def test_an_in_memory_sqlite_target_in_a_config_file_is_still_refused(small_archive: Path, tmp_path: Path) -> None:
+    (tmp_path / "observer.toml").write_text(f'[etl]\nsource = "{small_archive}"\ntarget = "sqlite:///:memory:"\n')
+    r = cli("etl", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "an in-memory database keeps nothing; name a file" in r.stderr
+
+
 def test_a_config_path_that_cannot_be_read_is_one_sentence(small_archive: Path, tmp_path: Path) -> None:
     r = cli("etl", "--source", str(small_archive), "--config", str(tmp_path), cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr

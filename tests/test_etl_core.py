@@ -826,6 +826,30 @@ def test_a_universe_document_dated_anew_leaves_its_old_date_to_the_next_newest(t
     assert _membership(one) == want
 
 
+def test_a_staging_whose_manifest_predates_document_dates_reads_each_document_once_more(
+    tmp_path: Path, target_url: str
+) -> None:
+    """A manifest written before documents' dates were kept knows none of them: the first run after reads
+    them all again, so a date a document leaves goes to the one an older run loaded, as in one run."""
+    import polars as pl
+
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    write_lines(src / "universe/20260130_kr_stocks.json", [_universe_doc("2026-01-30", ["000660", "005930"], "2026-01-30T17:05:00")])
+    moving = src / "universe/20260131_kr_stocks.json"
+    write_lines(moving, [_universe_doc("2026-01-30", ["373220"], "2026-01-31T08:00:00")])
+    run(src, target_url, stg)
+    files = stg / "_manifest/scope=all/files.parquet"
+    pl.read_parquet(files).drop("doc_date", "doc_written_at").write_parquet(files)  # as the older code wrote it
+    write_lines(moving, [_universe_doc("2026-01-31", ["373220"], "2026-01-31T12:00:00")])
+    s = run(src, target_url, stg).to_dict()
+    assert s["universe"]["files_read"] == 2  # the unchanged one too, once
+    one = f"sqlite:///{tmp_path / 'one.db'}"
+    run(src, one, tmp_path / "one-stg")
+    assert _membership(target_url) == _membership(one)
+    assert [d for d, *_ in _membership(one)] == ["2026-01-30", "2026-01-30", "2026-01-31"]
+    assert run(src, target_url, stg).to_dict()["universe"]["files_read"] == 0  # and only once
+
+
 def test_an_empty_universe_document_empties_the_date_it_names(tmp_path: Path, target_url: str) -> None:
     """It was put on its file name's date, leaving the date it names as it was."""
     src, stg = tmp_path / "a", tmp_path / "stg"

@@ -31,7 +31,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from engine.load import Target, TargetError, parse_target, redact
+from engine.load import Target, TargetError, parse_target, redact, redact_target
 from schemas.tables import (
     ALL_TABLES,
     ETL_REJECTS,
@@ -623,11 +623,13 @@ def test_redact() -> None:
     assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
     assert redact('invalid token: "hunter2x"') == 'invalid token: "***"'
     assert redact("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
-    # without a scheme (a target that is not a URL is echoed in its error)
-    assert redact("//u:pw1@h/db") == "//u:***@h/db"
-    assert redact("target 'u:p@ss@h:5432/db' is") == "target 'u:***@h:5432/db' is"
     assert redact("host=h user=u password=pw1 dbname=db") == "host=h user=u password=*** dbname=db"
-    assert redact("a 2026-01-30T13:05:12+09:00 b:c") == "a 2026-01-30T13:05:12+09:00 b:c"
+    # a target without a scheme, echoed in its error; elsewhere such text is no password
+    assert redact_target("//u:pw1@h/db") == "//u:***@h/db"
+    assert redact_target("u:p@ss@h:5432/db") == "u:***@h:5432/db"
+    assert redact_target("postgresql://u:pw1@h/db") == "postgresql://u:***@h/db"
+    for text in ("C:\\Users\\kim@corp\\archive", "09:00:01@1000", "2026-01-30T17:05:41@KST", "snap:1@nas", "//u:pw1@h/db"):
+        assert redact(text) == text
 
 
 # -- passwords from the URL, PGPASSWORD and .pgpass (a server that asks for one) ---------------------
