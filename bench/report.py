@@ -176,7 +176,7 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         if r is None:
             continue
         add(f"{TARGET_NAME[target]}: total time ≤ {GOAL_FLOOR_RATIO}× the floor (parse + unindexed ingest)",
-            f"{r:.2f}× at {judged['label']}", r <= GOAL_FLOOR_RATIO,
+            f"{r:.2f}× at {judged['label']}", (r <= GOAL_FLOOR_RATIO) if big else None,
             "" if big else f"at {judged['label']} (largest measured)")
     small = next((s for s in results["sizes"] if s["lines_requested"] == 100_000), None)
     for target in ("sqlite", "postgresql"):
@@ -215,14 +215,14 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         peaks = [(t, big["targets"][t]["e2e"]["peak_rss_mb"]["max"]) for t in big["targets"] if _ok(big["targets"][t].get("e2e"))]
         if peaks:
             t, worst = max(peaks, key=lambda x: x[1])
-            add(f"peak RSS < {GOAL_RSS_MB / 1024:.1f} GB at 10M lines", f"{worst:.0f} MB ({TARGET_NAME.get(t, t)})",
+            add(f"peak RSS < {GOAL_RSS_MB * 2**20 / 1e9:.1f} GB at 10M lines", f"{worst:.0f} MB ({TARGET_NAME.get(t, t)})",
                 worst < GOAL_RSS_MB, "the ETL process; the PostgreSQL server's own memory is not included")
     else:
         peaks = [(t, judged["targets"][t]["e2e"]["peak_rss_mb"]["max"]) for t in judged["targets"]
                  if _ok(judged["targets"][t].get("e2e"))]
         if peaks:
             t, worst = max(peaks, key=lambda x: x[1])
-            add(f"peak RSS < {GOAL_RSS_MB / 1024:.1f} GB at 10M lines", f"{worst:.0f} MB at {judged['label']}",
+            add(f"peak RSS < {GOAL_RSS_MB * 2**20 / 1e9:.1f} GB at 10M lines", f"{worst:.0f} MB at {judged['label']}",
                 None, note)
     sizes = sorted(results["sizes"], key=lambda s: s["lines_requested"])
     for i, a in enumerate(sizes):
