@@ -328,6 +328,9 @@ class Decoded:
 _REJECT_SCHEMA = pl.Schema({"line_idx": pl.Int64(), "reason": pl.String()})
 
 
+_BOM = "\ufeff".encode()  # a Windows editor's byte order mark, before a file's (or an appended part's) first line
+
+
 def _no_constants(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
@@ -366,7 +369,14 @@ def decode(rng: ByteRange) -> Decoded:
     not_object[nonempty] = (arr[starts[nonempty]] != ord("{")) | (arr[last[nonempty]] != ord("}"))
     set_aside = not_object | _likely_bad(rng.data, ends, REQUIRED_OBJECTS[rng.file.kind])
     parts: list[pl.DataFrame] = []
-    failed: list[int] = np.flatnonzero(not_object).tolist()
+    failed: list[int] = []
+    for i in np.flatnonzero(not_object).tolist():  # an object inside whitespace (or after a BOM) is one
+        inner = rng.data[starts[i] : ends[i]].strip().removeprefix(_BOM).strip()
+        single = _read(inner + b"\n", schema, i, 1) if inner[:1] == b"{" and inner[-1:] == b"}" else None
+        if single is not None:
+            parts.append(single)
+        else:
+            failed.append(i)
     for i in np.flatnonzero(set_aside & ~not_object).tolist():  # suspects: each read on its own
         single = _read(rng.data[starts[i] : ends[i] + 1], schema, i, 1)
         if single is not None:

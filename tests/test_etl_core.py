@@ -105,6 +105,22 @@ def test_every_reject_reason(reason: str, tmp_path: Path, target_url: str) -> No
     assert outside == []  # nothing a line says is written anywhere but the staging directory
 
 
+def test_a_record_inside_whitespace_or_after_a_bom_is_loaded(tmp_path: Path, target_url: str) -> None:
+    """Valid JSON all the same: rejected as bad_field_type (a wrong reason too), and a file a Windows
+    editor saved lost its first record to its byte order mark. Lines that only look like one stay rejected."""
+    src = tmp_path / "a"
+    lines = [
+        "\ufeff" + tick(acc=1),  # a BOM: the first line of a file, or of what a second writer appended
+        tick(acc=2, execution_time="130001") + "   ",
+        "\t" + tick(acc=3, execution_time="130002") + " \r",
+        "  ", "\ufeff", " [1] ", " {bad} ",
+    ]
+    write_lines(src / SCALP, lines)
+    s = run(src, target_url, tmp_path / "stg").to_dict()
+    assert (s["loaded"], s["rejects_by_reason"]) == (3, {"invalid_json": 3, "not_an_object": 1})
+    assert [n for (n,) in rows(target_url, "SELECT source_line FROM scalp_ticks ORDER BY 1")] == [1, 2, 3]
+
+
 def test_accepted_shapes(tmp_path: Path, target_url: str) -> None:
     """v0 lines, null execution_time, UTC hosts, Z swing times, live_scalp_test: all real data."""
     src = tmp_path / "a"
