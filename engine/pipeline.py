@@ -650,7 +650,7 @@ class _Runner:
             (self.staging / t.name / f"market={m}").is_dir() for t in DATA_TABLES
         ):  # a misspelt --market loads nothing, successfully, run after run
             self.summary.warnings.append(
-                f"no row of market {m} in the files read, nor staged before; they hold "
+                f"no row of market {m} loaded, nor staged before; the valid rows read are of "
                 f"{', '.join(sorted(self._other_markets)[:5])} (market names are case-sensitive)"
             )
 

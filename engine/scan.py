@@ -329,6 +329,7 @@ _REJECT_SCHEMA = pl.Schema({"line_idx": pl.Int64(), "reason": pl.String()})
 
 
 _BOM = "\ufeff".encode()  # a Windows editor's byte order mark, before a file's (or an appended part's) first line
+_JSON_SPACE = b" \t\r\n"  # JSON's whitespace (bytes.strip() would take \x0b and \x0c too)
 
 
 def _no_constants(name: str) -> None:
@@ -370,8 +371,8 @@ def decode(rng: ByteRange) -> Decoded:
     set_aside = not_object | _likely_bad(rng.data, ends, REQUIRED_OBJECTS[rng.file.kind])
     parts: list[pl.DataFrame] = []
     failed: list[int] = []
-    for i in np.flatnonzero(not_object).tolist():  # an object inside whitespace (or after a BOM) is one
-        inner = rng.data[starts[i] : ends[i]].strip().removeprefix(_BOM).strip()
+    for i in np.flatnonzero(not_object).tolist():  # an object inside JSON's whitespace (or after a BOM) is one
+        inner = rng.data[starts[i] : ends[i]].removeprefix(_BOM).strip(_JSON_SPACE)
         single = _read(inner + b"\n", schema, i, 1) if inner[:1] == b"{" and inner[-1:] == b"}" else None
         if single is not None:
             parts.append(single)
@@ -395,7 +396,7 @@ def decode(rng: ByteRange) -> Decoded:
         failed.extend(rest[bulk_failed].tolist())
     rows = (pl.concat(parts).sort("line_idx") if len(parts) > 1 else parts[0]) if parts else empty_rows
     failed.sort()
-    reasons = [_classify_bad_line(rng.data[starts[i] : ends[i]]) for i in failed]
+    reasons = [_classify_bad_line(rng.data[starts[i] : ends[i]].removeprefix(_BOM)) for i in failed]
     rejects = pl.DataFrame({"line_idx": failed, "reason": reasons}, schema=_REJECT_SCHEMA)
     return Decoded(rows.select(empty_rows.columns), rejects)
 

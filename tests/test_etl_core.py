@@ -114,10 +114,14 @@ def test_a_record_inside_whitespace_or_after_a_bom_is_loaded(tmp_path: Path, tar
         tick(acc=2, execution_time="130001") + "   ",
         "\t" + tick(acc=3, execution_time="130002") + " \r",
         "  ", "\ufeff", " [1] ", " {bad} ",
+        # not JSON's whitespace, or a BOM not at the start: rejected, as json.loads would
+        "\x0c" + tick(acc=4, execution_time="130003"), tick(acc=5, execution_time="130004") + "\x0b",
+        " \ufeff" + tick(acc=6, execution_time="130005"),
+        "\ufeff" + tick(acc=7, execution_time="130006", price="x"),  # a BOM and a bad field: bad_field_type
     ]
     write_lines(src / SCALP, lines)
     s = run(src, target_url, tmp_path / "stg").to_dict()
-    assert (s["loaded"], s["rejects_by_reason"]) == (3, {"invalid_json": 3, "not_an_object": 1})
+    assert (s["loaded"], s["rejects_by_reason"]) == (3, {"invalid_json": 6, "not_an_object": 1, "bad_field_type": 1})
     assert [n for (n,) in rows(target_url, "SELECT source_line FROM scalp_ticks ORDER BY 1")] == [1, 2, 3]
 
 
@@ -293,7 +297,7 @@ def test_a_market_run_that_finds_none_of_its_market_warns(tmp_path: Path) -> Non
     write_lines(src / SCALP, [tick(acc=1)])
     s = run(src, url, tmp_path / "st1", market="kospi").to_dict()
     assert s["loaded"] == 0
-    assert s["warnings"] == ["no row of market kospi in the files read, nor staged before; they hold kr_stocks "
+    assert s["warnings"] == ["no row of market kospi loaded, nor staged before; the valid rows read are of kr_stocks "
                              "(market names are case-sensitive)"]
     assert run(src, url, tmp_path / "st2", market="kr_stocks").to_dict()["warnings"] == []
     write_lines(src / NEXT_HOUR, [NEXT_HOUR_TICK.replace('"symbol": "005930"', '"symbol": "000660"')])
