@@ -255,7 +255,8 @@ def test_watermark_and_runs_on_postgres(pg_url: str) -> None:
             t.advance_watermark(older)
         row = t.read_table("etl_watermark").row(0, named=True)
         assert row["last_processed_ts"] == datetime(2026, 1, 30, 4, 5, 12, 844213, tzinfo=ZoneInfo("UTC"))
-        assert row["last_processed_file"] == "assets/scalp/20260130_13.jsonl" and row["run_id"] == "r2"
+        # ... and names the run that last moved it (420a238), not r2, which only read older lines
+        assert row["last_processed_file"] == "assets/scalp/20260130_13.jsonl" and row["run_id"] == "r1"
 
         t.start_run("run-1", "all", "/archive", NOW)
         with t.transaction():
