@@ -234,17 +234,12 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 ea, eb = a["targets"].get(t, {}).get("e2e"), b["targets"].get(t, {}).get("e2e")
                 if _ok(ea) and _ok(eb):
                     g = eb["peak_rss_mb"]["median"] / ea["peak_rss_mb"]["median"] - 1
-                    floors = [
-                        f"{name} {_growth(fa, fb)}"
-                        for name, fa, fb in (
-                            ("parse", a.get("parse_floor"), b.get("parse_floor")),
-                            ("ingest", a["targets"][t].get("ingest_floor"), b["targets"][t].get("ingest_floor")),
-                        )
-                        if _ok(fa) and _ok(fb)
-                    ]
+                    # Only the parse floor's: the ingest floor holds up to FLOOR_BATCH_BYTES (1 GiB) of rows
+                    # before each ingest, so its peak grows with the archive by construction.
+                    fa, fb = a.get("parse_floor"), b.get("parse_floor")
                     add(f"{TARGET_NAME.get(t, t)}: 10× the archive grows peak RSS < {GOAL_RSS_GROWTH:.0%}",
                         f"{a['label']} → {b['label']}: {_growth(ea, eb)}", g < GOAL_RSS_GROWTH,
-                        f"the floors, same step: {', '.join(floors)}" if floors else "")
+                        f"the parse floor, same step: {_growth(fa, fb)}" if _ok(fa) and _ok(fb) else "")
     return out
 
 
