@@ -56,7 +56,8 @@ def utc_from_kst_wall(wall: pl.Expr) -> pl.Expr:
 
 
 def parse_instant(s: pl.Expr) -> pl.Expr:
-    """ISO-8601 text to a UTC instant: offset forms as written, ``Z`` as UTC, naive as KST."""
+    """ISO-8601 text to a UTC instant: offset forms as written, ``Z`` as UTC, naive as KST. (A second 60
+    rolls over: the callers reject it, ``leap_second``.)"""
     text = (
         pl.when(s.str.ends_with("Z"))
         .then(s.str.strip_suffix("Z") + "+00:00")
@@ -65,6 +66,12 @@ def parse_instant(s: pl.Expr) -> pl.Expr:
         .otherwise(s + "+09:00")
     )
     return text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us", time_zone="UTC")
+
+
+def leap_second(s: pl.Expr) -> pl.Expr:
+    """A second 60 (``23:59:60``), which the parsers roll over into the next minute, and at the end of a
+    KST day into the next trade date: no clock the Observer runs on writes one, so it is no instant."""
+    return s.str.slice(17, 2) == "60"
 
 
 # What the Observer writes nearly everywhere (contract sections 2 and 3): KST wall time, six fractional
@@ -205,7 +212,8 @@ def normalize_scalp(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
         ("bad_symbol", ~pl.col("symbol").str.contains(SYMBOL_PATTERN).fill_null(False)),
         (
             "bad_timestamp",
-            pl.col("recv_time").is_null() | _out_of_range(pl.col("recv_time")) | (et.is_not_null() & ~_valid_hhmmss(et)),
+            pl.col("recv_time").is_null() | _out_of_range(pl.col("recv_time")) | leap_second(pl.col("timestamp"))
+            | (et.is_not_null() & ~_valid_hhmmss(et)),
         ),
         (
             "bad_price",
@@ -262,7 +270,7 @@ def normalize_swing(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
         ("bad_symbol", ~pl.col("symbol").str.contains(SYMBOL_PATTERN).fill_null(False)),
         # A market that is there must name a directory; none at all takes the default (_assign_market).
         ("bad_market", pl.col("market").is_not_null() & ~pl.col("market").str.contains(MARKET_PATTERN)),
-        ("bad_timestamp", pl.col("snap_time").is_null() | _out_of_range(pl.col("snap_time"))),
+        ("bad_timestamp", pl.col("snap_time").is_null() | _out_of_range(pl.col("snap_time")) | leap_second(pl.col("ts"))),
         (
             "bad_price",
             _not_int(pl.col("_close"))
@@ -320,8 +328,8 @@ def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> 
     market = meta.get("market")
     if market is not None and not is_market_name(market):
         return "bad_universe_file"  # a market names a staging directory: never '..' or 'a/b'
-    text = meta.get("generated_at")
-    generated = pl.select(parse_instant(pl.lit(text if isinstance(text, str) else None, dtype=pl.String))).item()
+    text = pl.lit(meta.get("generated_at") if isinstance(meta.get("generated_at"), str) else None, dtype=pl.String)
+    generated = pl.select(pl.when(~leap_second(text)).then(parse_instant(text))).item()
     lf = df.lazy().with_columns(market_field=pl.lit(market, dtype=pl.String))
     lf = _assign_market(lf, ctx, record_market="market_field")
     rows = lf.with_columns(
