@@ -22,6 +22,7 @@ or an error message: every driver error is re-raised as one line, scrubbed by ``
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import threading
@@ -786,6 +787,28 @@ class Target:
                 f"{p(3)}, {p(4)}, 0, 0, 0, 0, 0, 0)",
                 (run_id, _ts_param(self.dialect, started_at), scope, redact(source)),
             )
+
+    def last_summary(self, scope: str) -> dict[str, Any] | None:
+        """The run summary of this scope's last run that succeeded, if any."""
+        rows = self._exec(
+            f"SELECT summary_json FROM etl_runs WHERE market_scope = {self.ph(1)} AND status = 'succeeded' "
+            "ORDER BY started_at DESC LIMIT 1",
+            (scope,),
+        )
+        return json.loads(rows[0][0]) if rows and rows[0][0] else None
+
+    def rows_on(self, tables: tuple[Table, ...], days: list[date], market: str | None) -> int:
+        """Rows of ``tables`` whose trade date is one of ``days`` (of ``market``, if given)."""
+        if not days:
+            return 0
+        p = self.ph
+        marks = ", ".join(f"{p(i + 1)}{self._cast('date')}" for i in range(len(days)))
+        params: list[Any] = [d.isoformat() for d in days]
+        where = f"trade_date IN ({marks})"
+        if market is not None:
+            params.append(market)
+            where += f" AND market = {p(len(params))}"
+        return sum(int(self._exec(f"SELECT count(*) FROM {t.name} WHERE {where}", tuple(params))[0][0]) for t in tables)
 
     def mark_commit(self, run_id: str, seq: int, counts: dict[str, int]) -> None:
         """Inside a commit's transaction: the record that makes the staged commit durable."""

@@ -91,6 +91,7 @@ class RunSummary:
     seconds: float = 0.0
     status: str = "running"
     error: str | None = None  # a failed run's cause, as the user was told it
+    holidays: list[str] = field(default_factory=list)  # the holiday list the run flagged rows with (ISO dates)
 
     def total(self, attr: str) -> int:
         return sum(getattr(k, attr) for k in self.kinds.values())
@@ -122,6 +123,7 @@ class RunSummary:
             "commits": self.commits,
             "stage_seconds": {k: round(v, 3) for k, v in sorted(self.stages.items())},
             "warnings": self.warnings,
+            "holidays": self.holidays,
             "seconds": round(self.seconds, 3),
         }
 
@@ -336,6 +338,27 @@ def _check_staging_belongs_to(files: pl.DataFrame, staging: Path, target: Target
         )
 
 
+def _holidays_changed(target: Target, opts: RunOptions, holidays: frozenset[date]) -> list[str]:
+    """A warning when the holiday list differs from the last successful run's on days with rows loaded.
+
+    A row's quality flag is computed when it is loaded; a holiday added to (or taken from) the list
+    later does not change the flags of rows already in the tables and the staging.
+    """
+    last = target.last_summary(opts.scope)
+    if last is None or "holidays" not in last:  # (runs before 2026-11-29 did not record theirs)
+        return []
+    changed = sorted({date.fromisoformat(d) for d in last["holidays"]} ^ holidays)
+    n = target.rows_on((SCALP_TICKS, SWING_SNAPSHOTS), changed, opts.market)
+    if not n:
+        return []
+    days = ", ".join(d.isoformat() for d in changed[:5]) + (", ..." if len(changed) > 5 else "")
+    return [
+        f"the holiday list differs from the last run's on {days}; the rows already loaded on those days ({n:,}) keep "
+        "the quality flags they were loaded with (load the archive into a new staging directory and database "
+        "to flag them again)"
+    ]
+
+
 def _check_source(source: Path) -> None:
     if not scan.is_utf8(str(source)):
         raise EtlError(f"the source archive path {str(source)!r} is not valid UTF-8: rename it, or use a link that is")
@@ -397,6 +420,8 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
             ctx = normalize.Context(opts.default_market, master, holidays, now)
             runner = _Runner(opts, target, ctx, summary, progress)  # reads the manifest
             _check_staging_belongs_to(runner.manifest, opts.staging, target, target_url.redacted)
+            summary.holidays = sorted(d.isoformat() for d in holidays)
+            summary.warnings += _holidays_changed(target, opts, holidays)
             # From here on the run is in etl_runs, and whatever stops it marks it failed there.
             target.start_run(run_id, opts.scope, str(opts.source), now)
             try:

@@ -63,6 +63,10 @@ REJECT_CASES = {
         (SCALP, tick(ts="0001-01-01T00:00:00+09:00")),
         (SCALP, tick(ts="0001-01-01T00:00:01+09:00")),
         ("assets/swing/20260130.jsonl", swing(ts="1999-12-31T23:59:59+09:00")),
+        # a second 60: the parsers roll it over, here into the next trade date (a Saturday)
+        (SCALP, tick(ts="2026-01-30T23:59:60+09:00")),
+        (SCALP, tick(ts="2026-01-30T14:59:60.5Z")),
+        ("assets/swing/20260130.jsonl", swing(ts="2026-01-30T23:59:60.000001+09:00")),
     ],
     "bad_price": [(SCALP, tick(price=0)), (SCALP, tick(price=-5)), (SCALP, tick(price=70100.5))],
     "bad_volume": [
@@ -332,6 +336,27 @@ def test_a_listed_holiday_flags_its_rows_non_trading_day(tmp_path: Path) -> None
     run(src, url, tmp_path / "stg", holidays=holidays)
     got = rows(url, "SELECT trade_date, quality_flag FROM scalp_ticks ORDER BY trade_date")
     assert [(str(d), q) for d, q in got] == [("2026-01-29", "normal"), ("2026-01-30", "non_trading_day")]
+
+
+def test_a_holiday_list_changed_on_days_already_loaded_warns(tmp_path: Path, target_url: str) -> None:
+    """Flags are computed when rows load: a holiday added later left them 'normal', without a word.
+    A change on days with no rows, or none at all, is quiet; the run records the list it used."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    write_lines(src / SCALP, [tick(acc=1, execution_time="130512")])  # Friday 2026-01-30
+    holidays = tmp_path / "h.txt"
+    holidays.write_text("2026-02-16\n")
+    assert run(src, target_url, stg, holidays=holidays).to_dict()["holidays"] == ["2026-02-16"]
+    holidays.write_text("2026-02-16\n2026-02-17\n")  # no rows on the 17th
+    assert run(src, target_url, stg, holidays=holidays).to_dict()["warnings"] == []
+    holidays.write_text("2026-01-30\n")
+    s = run(src, target_url, stg, holidays=holidays).to_dict()
+    assert s["warnings"] == [
+        "the holiday list differs from the last run's on 2026-01-30, 2026-02-16, 2026-02-17; the rows already loaded "
+        "on those days (1) keep the quality flags they were loaded with (load the archive into a new staging directory "
+        "and database to flag them again)"
+    ]
+    assert rows(target_url, "SELECT quality_flag FROM scalp_ticks") == [("normal",)]  # as the warning says
+    assert run(src, target_url, stg, holidays=holidays).to_dict()["warnings"] == []
 
 
 def test_a_holiday_list_that_is_not_utf8_is_one_sentence(tmp_path: Path) -> None:
