@@ -62,6 +62,7 @@ REJECT_CASES = {
         (SCALP, tick(ts="9999-12-31T15:00:00+00:00")),
         (SCALP, tick(ts="0001-01-01T00:00:00+09:00")),
         (SCALP, tick(ts="0001-01-01T00:00:01+09:00")),
+        (SCALP, tick(ts="2100-01-01T00:00:00+09:00")),  # the range's end is not in it
         ("assets/swing/20260130.jsonl", swing(ts="1999-12-31T23:59:59+09:00")),
         # a second 60: the parsers roll it over, here into the next trade date (a Saturday)
         (SCALP, tick(ts="2026-01-30T23:59:60+09:00")),
@@ -1405,3 +1406,125 @@ def test_a_unit_whose_every_line_is_rejected_commits_its_rejects(tmp_path: Path)
     before = db_snapshot(url)
     assert run(src, url, tmp_path / "stg").to_dict()["lines_read"] == 0
     assert db_snapshot(url) == before
+
+
+# -- exact times, dates and flags; moved keys; rewritten parts (a mutation audit found these unpinned) ----
+
+
+def _instant(v: object) -> str:
+    """An instant as UTC text with microseconds, whichever form the target returns it in."""
+    from datetime import datetime, timezone
+
+    if isinstance(v, datetime):
+        return v.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return str(v).replace(" ", "T")[:26]
+
+
+def test_trade_date_event_time_and_flag_of_each_tick_exactly(tmp_path: Path, target_url: str) -> None:
+    """The exchange time's seconds, a receive time cut to its second, the KST date before 09:00 KST (the
+    UTC date is the day before), and the flags at the session's edges and on a weekend."""
+    cases = [  # (receive time, execution_time, trade_date, event_time UTC, flag)
+        ("2026-01-30T09:30:17.5+09:00", "093017", "2026-01-30", "2026-01-30T00:30:17.000000", "normal"),
+        ("2026-01-30T08:30:00.5+09:00", "083000", "2026-01-30", "2026-01-29T23:30:00.000000", "out_of_hours"),
+        ("2026-01-30T13:05:12.4+09:00", None, "2026-01-30", "2026-01-30T04:05:12.000000", "degraded"),
+        ("2026-01-30T09:00:00.2+09:00", "090000", "2026-01-30", "2026-01-30T00:00:00.000000", "normal"),
+        ("2026-01-30T08:59:59.9+09:00", "085959", "2026-01-30", "2026-01-29T23:59:59.000000", "out_of_hours"),
+        ("2026-01-30T15:30:00.2+09:00", "153000", "2026-01-30", "2026-01-30T06:30:00.000000", "normal"),
+        ("2026-01-30T15:30:01.2+09:00", "153001", "2026-01-30", "2026-01-30T06:30:01.000000", "out_of_hours"),
+        ("2026-01-31T10:00:00.2+09:00", "100000", "2026-01-31", "2026-01-31T01:00:00.000000", "non_trading_day"),
+        ("2026-02-01T10:00:00.2+09:00", "100000", "2026-02-01", "2026-02-01T01:00:00.000000", "non_trading_day"),
+    ]
+    src = tmp_path / "a"
+    for i, (ts, et, *_) in enumerate(cases):
+        path = src / f"assets/scalp/{ts[:4]}{ts[5:7]}{ts[8:10]}_{ts[11:13]}.jsonl"
+        old = path.read_text().splitlines() if path.exists() else []
+        write_lines(path, [*old, tick(ts=ts, execution_time=et, acc=1000 + i, symbol=f"00{i:04d}")])
+    s = run(src, target_url, tmp_path / "stg").to_dict()
+    assert s["loaded"] == len(cases), s
+    got = rows(target_url, "SELECT trade_date, event_time, quality_flag FROM scalp_ticks ORDER BY acc_volume")
+    assert [(str(d), _instant(e), q) for d, e, q in got] == [tuple(c[2:]) for c in cases]
+
+
+def test_a_moved_key_deletes_its_own_row_only(tmp_path: Path, target_url: str) -> None:
+    """Two trades of one second, both first seen without the exchange time (event_time: the receive
+    second); a later copy of one with the exchange time moves its key. Deleting the old key by fewer
+    columns than all of it took the other trade with it."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    write_lines(src / SCALP, [tick(ts="2026-01-30T13:05:12.1+09:00", execution_time=None, acc=100),
+                              tick(ts="2026-01-30T13:05:12.6+09:00", execution_time=None, acc=200)])
+    run(src, target_url, stg)
+    write_lines(src / NEXT_HOUR, [tick(ts="2026-01-30T13:05:12.1+09:00", execution_time="130511", acc=100)])
+    run(src, target_url, stg)
+    got = rows(target_url, "SELECT acc_volume, event_time, time_source FROM scalp_ticks ORDER BY acc_volume")
+    assert [(a, _instant(e), t) for a, e, t in got] == [
+        (100, "2026-01-30T04:05:11.000000", "exchange"), (200, "2026-01-30T04:05:12.000000", "receive")]
+
+
+def test_better_copies_in_two_staged_parts_rewrite_both(tmp_path: Path, target_url: str) -> None:
+    """One commit replaces a row in each of two staged parts: both parts are rewritten, so the staging
+    holds each trade once (rewriting only one left the other's stale copy beside its replacement)."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    for hour, acc in ((9, 100), (10, 200)):
+        write_lines(src / f"assets/scalp/20260130_{hour:02d}.jsonl",
+                    [tick(ts=f"2026-01-30T{hour:02d}:30:00.5+09:00", execution_time=None, acc=acc)])
+        run(src, target_url, stg)
+    write_lines(src / "assets/scalp/20260130_11.jsonl", [
+        tick(ts="2026-01-30T09:30:00.5+09:00", execution_time="092959", acc=100),
+        tick(ts="2026-01-30T10:30:00.5+09:00", execution_time="102959", acc=200),
+    ])
+    run(src, target_url, stg)
+    one = f"sqlite:///{tmp_path / 'one.db'}"
+    run(src, one, tmp_path / "one-stg")
+    assert staged_snapshot(stg) == staged_snapshot(tmp_path / "one-stg")
+    assert len(staged_snapshot(stg)["scalp_ticks"]) == 2
+
+
+def test_late_trades_between_staged_ones_give_every_tick_volume_of_one_run(tmp_path: Path, target_url: str) -> None:
+    """Two late trades (200, 300) among three staged ones (100, 250, 400): tick_volume is recomputed from
+    the first new one in volume order, and the staged trade before it gives it its value."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    write_lines(src / "assets/scalp/20260130_09.jsonl", [
+        tick(ts=f"2026-01-30T09:{m:02d}:00.5+09:00", execution_time=f"09{m:02d}00", acc=a) for m, a in ((31, 100), (33, 250), (36, 400))
+    ])
+    run(src, target_url, stg)
+    write_lines(src / "assets/scalp/20260130_10.jsonl", [
+        tick(ts=f"2026-01-30T09:{m:02d}:00.5+09:00", execution_time=f"09{m:02d}00", acc=a) for m, a in ((32, 200), (34, 300))
+    ])
+    run(src, target_url, stg)
+    got = rows(target_url, "SELECT acc_volume, tick_volume FROM scalp_ticks ORDER BY acc_volume")
+    assert got == [(100, None), (200, 100), (250, 50), (300, 50), (400, 100)]
+
+
+def test_a_simplified_universe_document_counts_as_written_at_kst_midnight_of_its_file_date(
+    tmp_path: Path, target_url: str
+) -> None:
+    """Its file name's date at 00:00 KST is 15:00 UTC the day before: a document generated at 05:00 KST
+    that morning is newer and wins the date both name."""
+    src = tmp_path / "a"
+    write_lines(src / "universe/20260131_kr_stocks.json", [json.dumps({"metadata": {"date": "20260130"}, "symbols": ["373220"]})])
+    write_lines(src / "universe/20260130_kr_stocks.json", [_universe_doc("2026-01-30", ["000660"], "2026-01-31T05:00:00")])
+    run(src, target_url, tmp_path / "stg")
+    assert _membership(target_url) == [("2026-01-30", "000660", "universe/20260130_kr_stocks.json")]
+
+
+def test_units_and_commit_groups_keep_to_their_limits() -> None:
+    """``_cap``: groups in order, each within the limit unless one item alone is bigger. ``_commit_groups``:
+    a date's units of different kinds share a commit within the limit; two units of one kind never do."""
+    from datetime import date
+
+    from engine.pipeline import _cap, _commit_groups, _Read
+    from engine.scan import ArchiveFile
+    from schemas.records import Kind
+
+    assert _cap([3, 3, 3, 9, 1, 1], 6, lambda n: n) == [[3, 3], [3], [9], [1, 1]]
+    assert _cap([], 6, lambda n: n) == [[]]
+
+    def unit(day: int, kind: Kind, size: int) -> list[_Read]:
+        f = ArchiveFile(Path("x"), f"x{day}{kind.value}", kind, kind.value, date(2026, 1, day), "", size, 0)
+        return [_Read(f, 0, 1, False)]
+
+    scalp, swing = Kind.SCALP, Kind.SWING
+    units = [unit(29, scalp, 4), unit(29, swing, 2), unit(30, scalp, 3), unit(30, scalp, 1), unit(30, swing, 1),
+             unit(31, swing, 5), unit(31, scalp, 5)]
+    # 29: scalp + swing together; 30: two scalp units apart, the second with the swing; 31: over the limit
+    assert _commit_groups(units, 6) == [2, 1, 2, 1, 1]

@@ -911,3 +911,25 @@ def test_bulk_ingest_reaches_the_driver_in_bounded_batches_as_one_load(pg_url: s
         _same(t.read_table("scalp_ticks"), df, SCALP_TICKS)
     finally:
         t.close()
+
+
+def test_key_text_columns_compare_byte_by_byte(pg_url: str) -> None:
+    """Every text column of a primary key is COLLATE "C" (byte order, as Polars and SQLite order strings,
+    whatever the server's locale); other text columns keep the database's own collation."""
+    from schemas.tables import ALL_TABLES
+
+    t = _target(pg_url)
+    try:
+        got = {
+            (table, col): coll
+            for table, col, coll in t._exec(
+                "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND data_type = 'text'"
+            )
+        }
+        for table in ALL_TABLES:
+            for c in table.columns:
+                if c.type == "text":
+                    assert (got[(table.name, c.name)] == "C") == (c.name in table.key), (table.name, c.name)
+    finally:
+        t.close()
