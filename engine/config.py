@@ -9,10 +9,10 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from urllib.parse import quote
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from urllib.parse import quote
 
 import polars as pl
 

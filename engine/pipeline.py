@@ -896,15 +896,15 @@ class _Runner:
         if known.height and known["content_hash"][0] == content_hash:
             return None  # touched but unchanged: nothing to load
         result = self._universe_doc(f, data)
+        # A rejected version (a rewrite caught half written) keeps the last good one's date and time.
+        last = known.row(0, named=True) if known.height else {}
+        good = isinstance(result, normalize.UniverseDoc)
         row = {
             "path": f.rel, "kind": f.kind.value, "size": len(data), "mtime_ns": f.mtime_ns,
             "consumed_bytes": len(data), "lines_consumed": 0, "tail_read": False, "fp_len": 0, "fp_hash": None,
             "end_fp_len": 0, "end_fp_hash": None, "content_hash": content_hash, "run_id": self.summary.run_id,
-            # A rejected version (a rewrite caught half written) leaves the last good one's place.
-            "doc_date": result.day if isinstance(result, normalize.UniverseDoc) else (
-                known["doc_date"][0] if known.height else None),
-            "doc_written_at": _written_at(result, f) if isinstance(result, normalize.UniverseDoc) else (
-                known["doc_written_at"][0] if known.height else None),
+            "doc_date": result.day if good else last.get("doc_date"),  # type: ignore[union-attr]
+            "doc_written_at": _written_at(result, f) if good else last.get("doc_written_at"),  # type: ignore[arg-type]
         }
         if isinstance(result, str):
             rej = pl.DataFrame(
