@@ -34,7 +34,9 @@ from engine.watermark import reconcile, watermark_rows
 from schemas.records import Kind
 from schemas.tables import DATA_TABLES, ETL_REJECTS, ETL_WATERMARK, MARKET_UNIVERSE, SCALP_TICKS, SWING_SNAPSHOTS, Table
 from staging import manifest
-from staging.layout import StagingError, partition_dir, remove_stray_temporaries, spill_dir, unwritable, write_part
+from staging.layout import (
+    StagingError, part_files, partition_dir, read_parts, remove_stray_temporaries, spill_dir, unwritable, write_part,
+)
 
 TABLE_OF: dict[Kind, Table] = {Kind.SCALP: SCALP_TICKS, Kind.SWING: SWING_SNAPSHOTS}
 TIME_COL: dict[Kind, str] = {Kind.SCALP: "recv_time", Kind.SWING: "snap_time"}
@@ -596,6 +598,8 @@ class _Runner:
         self._resume: dict[str, tuple[int, int]] = {}  # the prepare worker's: file -> (byte, next line) after its last chunk
         self._spills = itertools.count()  # the prepare worker's: names of its units' reject spill files
         self._documents: dict[str, scan.ArchiveFile] = {}  # every universe document of the archive, by path (_plan)
+        self._known_docs = pl.DataFrame(schema=manifest.MANIFEST_SCHEMA)  # (_plan)
+        self._stale_docs: set[str] = set()  # (_plan)
         self._other_markets: set[str] = set()  # the prepare worker's: markets of rows a --market run left out
         self._stager: ThreadPoolExecutor  # writes a commit's staged files while the database loads (run())
 
@@ -620,6 +624,22 @@ class _Runner:
         known = {r["path"]: r for r in self.manifest.iter_rows(named=True)}
         newest = scan.newest_of_series([f for f in files if f.kind in TABLE_OF])
         self._documents = {f.rel: f for f in files if f.kind == Kind.UNIVERSE}
+        every = manifest.documents(self.staging)
+        # What every document is, as the latest run of any scope read it (its date and time are its content's).
+        self._known_docs = every.sort("path", "run_id", "commit_seq").group_by("path", maintain_order=True).last()
+        # Documents whose version here is not what this scope's partitions may hold: a run of a scope that
+        # writes them (the all-markets scope for a market's; every scope for the all-markets') read another
+        # version after this scope did. They are read again, however unchanged for this scope.
+        writers = every if self.opts.market is None else every.filter(pl.col("scope").is_in(["all", self.opts.scope]))
+        mine = self.manifest.filter(pl.col("kind") == "universe").select("path", _r="run_id", _s="commit_seq", _h="content_hash")
+        self._stale_docs = set(
+            writers.join(mine, on="path")
+            .filter(
+                ((pl.col("run_id") > pl.col("_r")) | ((pl.col("run_id") == pl.col("_r")) & (pl.col("commit_seq") > pl.col("_s"))))
+                & pl.col("content_hash").ne_missing(pl.col("_h"))
+            )
+            ["path"].to_list()
+        )
         reads: list[_Read] = []
         docs: list[scan.ArchiveFile] = []
         for f in files:
@@ -627,7 +647,8 @@ class _Runner:
             entry = known.get(f.rel)
             if f.kind == Kind.UNIVERSE:
                 if (entry is None or entry["size"] != f.size or entry["mtime_ns"] != f.mtime_ns
-                        or entry["content_hash"] is None):  # (an older manifest: see manifest.load)
+                        or entry["content_hash"] is None  # (an older manifest: see manifest.load)
+                        or f.rel in self._stale_docs):
                     docs.append(f)  # content hash decides whether it really changed
                 continue
             if f.kind not in TABLE_OF:
@@ -893,7 +914,7 @@ class _Runner:
         """One changed universe document, normalized or rejected; None if its content is as last loaded."""
         data, content_hash = scan.read_document(f)
         known = self.manifest.filter(pl.col("path") == f.rel)
-        if known.height and known["content_hash"][0] == content_hash:
+        if known.height and known["content_hash"][0] == content_hash and f.rel not in self._stale_docs:
             return None  # touched but unchanged: nothing to load
         result = self._universe_doc(f, data)
         # A rejected version (a rewrite caught half written) keeps the last good one's date and time.
@@ -941,22 +962,23 @@ class _Runner:
         def newest_first(docs: dict[str, tuple[date, datetime]], day: date) -> list[str]:
             return [path for _, path in sorted(((at, path) for path, (d, at) in docs.items() if d == day), reverse=True)]
 
-        before = named(self.manifest)
+        before = named(self._known_docs)
         after = dict(before)
         for d in batch:
             after.pop(d.file.rel, None)
             if d.manifest_row["doc_date"] is not None:
                 after[d.file.rel] = (d.manifest_row["doc_date"], d.manifest_row["doc_written_at"])
         fresh = {d.file.rel: d.doc for d in batch if d.doc is not None}
+        held = self._staged_documents()  # what this scope's partitions hold, whichever scope wrote them
         days = {m[0] for d in batch for m in (before.get(d.file.rel), after.get(d.file.rel)) if m is not None}
+        days |= {day for day, paths in held.items() if paths & {d.file.rel for d in batch}}
         out: list[tuple[date, pl.DataFrame]] = []
         for day in sorted(days):
-            was = newest_first(before, day)
             for path in newest_first(after, day):
                 if path in fresh:
                     out.append((day, fresh[path].rows))
                     break
-                if was and path == was[0]:
+                if held.get(day) == {path}:
                     break  # the newest is the document loaded: nothing changes on this day
                 doc = self._reread_universe(path, day)
                 if doc is not None:
@@ -1151,6 +1173,21 @@ class _Runner:
             staged()
         for name, c in tables.items():
             self.summary.tables[name].update(c)
+
+    def _staged_documents(self) -> dict[date, set[str]]:
+        """The documents whose rows this scope's staged ``market_universe`` partitions hold, by date.
+
+        Scopes write one another's partitions (an all-markets run every market's), so neither this
+        scope's manifest nor any other says what they hold; the staged rows do. (A few thousand rows a
+        date, read only when documents changed.)"""
+        out: dict[date, set[str]] = defaultdict(set)
+        base = self.staging / MARKET_UNIVERSE.name
+        for d in base.glob(f"market={self.opts.market or '*'}/trade_date=*"):
+            files = part_files(d)
+            if files:
+                day = date.fromisoformat(d.name.removeprefix("trade_date="))
+                out[day] |= set(read_parts(files, MARKET_UNIVERSE, ["source_file"])["source_file"].to_list())
+        return out
 
     def _staged_universe_markets(self, day: date) -> set[str]:
         base = self.staging / MARKET_UNIVERSE.name

@@ -84,6 +84,14 @@ def load(staging: Path, scope: str) -> pl.DataFrame:
         raise StagingError(f"{path} is not a manifest ({str(exc).splitlines()[0]})") from None
 
 
+def documents(staging: Path) -> pl.DataFrame:
+    """Every scope's manifest rows of universe documents, with a ``scope`` column. Scopes write one
+    another's dates (an all-markets run every market's, a market's run that market's of the all-markets
+    scope), so what one scope last read is not all that its partitions may hold."""
+    rows = [load(staging, s).filter(pl.col("kind") == "universe").with_columns(scope=pl.lit(s)) for s in scopes(staging)]
+    return pl.concat(rows) if rows else pl.DataFrame(schema={**MANIFEST_SCHEMA, "scope": pl.String()})
+
+
 @dataclass
 class PendingCommit:
     run_id: str

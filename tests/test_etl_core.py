@@ -1528,3 +1528,42 @@ def test_units_and_commit_groups_keep_to_their_limits() -> None:
              unit(31, swing, 5), unit(31, scalp, 5)]
     # 29: scalp + swing together; 30: two scalp units apart, the second with the swing; 31: over the limit
     assert _commit_groups(units, 6) == [2, 1, 2, 1, 1]
+
+
+@pytest.mark.parametrize("order", ["all, then markets", "markets, then all"])
+def test_universe_dates_agree_when_market_runs_and_all_markets_runs_share_a_staging(
+    tmp_path: Path, target_url: str, order: str
+) -> None:
+    """Scopes write one another's dates: a document dated anew by one scope left its old date to the
+    other, and a version reverted after another scope loaded a newer one was skipped as 'loaded'. The
+    universe is decided from every scope's manifest and from what the staged partitions hold."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    master = tmp_path / "m.csv"
+    master.write_text("symbol,market\n005930,KOSPI\n000660,KOSDAQ\n035720,KOSPI\n373220,KOSDAQ\n")
+    doc = src / "universe/20260129_kr_stocks.json"
+    first, then = ([None], ["KOSPI", "KOSDAQ"]) if order == "all, then markets" else (["KOSPI", "KOSDAQ"], [None])
+
+    def runs(markets: list[str | None]) -> None:
+        for m in markets:
+            run(src, target_url, stg, security_master=master, **({"market": m} if m else {}))
+
+    cleans = iter(range(9))
+
+    def clean() -> list[tuple[str, str, str]]:  # one all-markets run over the archive as it is now
+        n = next(cleans)
+        url = f"sqlite:///{tmp_path / f'clean{n}.db'}"
+        run(src, url, tmp_path / f"clean-stg{n}", security_master=master)
+        return _membership(url)
+
+    write_lines(doc, [_universe_doc("2026-01-29", ["005930", "000660"], "2026-01-29T17:00:00")])
+    runs(first)
+    write_lines(doc, [_universe_doc("2026-01-30", ["005930", "000660"], "2026-01-30T17:00:00")])  # dated anew
+    runs(then)
+    assert _membership(target_url) == clean()
+    v1 = doc.read_bytes()
+    write_lines(doc, [_universe_doc("2026-01-30", ["035720", "373220"], "2026-01-30T18:00:00")])
+    runs(first)
+    doc.write_bytes(v1)  # the earlier version back, byte for byte
+    runs(then)
+    assert _membership(target_url) == clean()
+    assert {sym for _, sym, _ in _membership(target_url)} == {"005930", "000660"}
