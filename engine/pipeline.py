@@ -35,7 +35,8 @@ from schemas.records import Kind
 from schemas.tables import DATA_TABLES, ETL_REJECTS, ETL_WATERMARK, MARKET_UNIVERSE, SCALP_TICKS, SWING_SNAPSHOTS, Table
 from staging import manifest
 from staging.layout import (
-    StagingError, part_files, partition_dir, read_parts, remove_stray_temporaries, spill_dir, unwritable, write_part,
+    StagingError, part_files, partition_dir, partitions, read_parts, remove_stray_temporaries, spill_dir, unwritable,
+    write_part,
 )
 
 TABLE_OF: dict[Kind, Table] = {Kind.SCALP: SCALP_TICKS, Kind.SWING: SWING_SNAPSHOTS}
@@ -1181,12 +1182,9 @@ class _Runner:
         scope's manifest nor any other says what they hold; the staged rows do. (A few thousand rows a
         date, read only when documents changed.)"""
         out: dict[date, set[str]] = defaultdict(set)
-        base = self.staging / MARKET_UNIVERSE.name
-        for d in base.glob(f"market={self.opts.market or '*'}/trade_date=*"):
-            files = part_files(d)
-            if files:
-                day = date.fromisoformat(d.name.removeprefix("trade_date="))
-                out[day] |= set(read_parts(files, MARKET_UNIVERSE, ["source_file"])["source_file"].to_list())
+        for market, day, d in partitions(self.staging, MARKET_UNIVERSE):
+            if self.opts.market in (None, market):
+                out[day] |= set(read_parts(part_files(d), MARKET_UNIVERSE, ["source_file"])["source_file"].to_list())
         return out
 
     def _staged_universe_markets(self, day: date) -> set[str]:
