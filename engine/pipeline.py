@@ -35,8 +35,8 @@ from schemas.records import Kind
 from schemas.tables import DATA_TABLES, ETL_REJECTS, ETL_WATERMARK, MARKET_UNIVERSE, SCALP_TICKS, SWING_SNAPSHOTS, Table
 from staging import manifest
 from staging.layout import (
-    StagingError, part_files, partition_dir, partitions, read_parts, remove_stray_temporaries, spill_dir, unwritable,
-    write_part,
+    StagingError, missing_dirs, part_files, partition_dir, partitions, read_parts, remove_if_empty,
+    remove_stray_temporaries, spill_dir, unwritable, write_part,
 )
 
 TABLE_OF: dict[Kind, Table] = {Kind.SCALP: SCALP_TICKS, Kind.SWING: SWING_SNAPSHOTS}
@@ -401,6 +401,7 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
     progress = progress or _NoProgress()
     if opts.unit_bytes < 1:  # the CLI's parse_size never gives one; a library caller might
         raise EtlError(f"the unit size must be at least one byte, not {opts.unit_bytes}")
+    made = missing_dirs(opts.staging)  # a run refused before it starts leaves no empty staging folder
     try:
         target_url = parse_target(opts.target)
         _check_source(opts.source)
@@ -408,8 +409,11 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
         master = load_security_master(opts.security_master) if opts.security_master else None
         holidays = load_holidays(opts.holidays) if opts.holidays else frozenset()
         target = Target(target_url)
-    except (TargetError, ConfigError) as exc:
-        raise EtlError(str(exc)) from None
+    except BaseException as exc:
+        remove_if_empty(made)
+        if isinstance(exc, (TargetError, ConfigError)):
+            raise EtlError(str(exc)) from None
+        raise
     run_id = new_run_id()
     summary = RunSummary(run_id, opts.scope, str(opts.source), target_url.redacted, str(opts.staging), opts.unit_bytes)
     try:

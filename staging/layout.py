@@ -46,6 +46,25 @@ def unwritable(d: Path) -> str | None:
     return None
 
 
+def missing_dirs(d: Path) -> list[Path]:
+    """The directories ``unwritable(d)`` would create, deepest first (for ``remove_if_empty``)."""
+    out: list[Path] = []
+    d = d.absolute()
+    while not d.exists() and d != d.parent:
+        out.append(d)
+        d = d.parent
+    return out
+
+
+def remove_if_empty(dirs: list[Path]) -> None:
+    """Remove what a refused run created (``missing_dirs``) as long as nothing was written into it."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (another run wrote into it meanwhile), or already gone
+            return
+
+
 def partition_dir(staging: Path, table: Table, market: str, day: date) -> Path:
     return staging / table.name / f"market={market}" / f"trade_date={day.isoformat()}"
 

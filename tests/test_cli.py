@@ -239,6 +239,7 @@ def test_bad_input_is_one_readable_sentence(small_archive: Path, tmp_path: Path,
     assert "Traceback" not in r.stderr + r.stdout
     assert "s3cret" not in r.stderr + r.stdout
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "s").exists(), "a run refused before it started left its staging folder behind"
 
 
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
