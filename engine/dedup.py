@@ -220,10 +220,13 @@ def _recompute_tick_volume(
     )
     neighbours = pl.DataFrame(schema=SCALP_TICKS.polars_schema())
     if changed.height:
+        # A row this commit rewrites carries its etl_timestamp, as a better copy does: a reader that pulls
+        # rows newer than its last pull must see the changed value (new rows exist: they changed it).
+        stamp = pl.concat([inserts.select("etl_timestamp"), updates.select("etl_timestamp")]).item(0, 0)
         neighbours = (
             parts.rows(_parts_holding(staged, changed, pk))
             .join(changed, on=pk, how="inner")
-            .with_columns(tick_volume=pl.col("_tv"))
+            .with_columns(tick_volume=pl.col("_tv"), etl_timestamp=pl.lit(stamp, dtype=pl.Datetime("us", "UTC")))
             .select(SCALP_TICKS.column_names)
         )
     return inserts, updates, neighbours

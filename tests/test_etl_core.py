@@ -445,6 +445,12 @@ def test_late_trade_updates_its_successors_tick_volume(tmp_path: Path, target_ur
     assert rows(target_url, "SELECT acc_volume, tick_volume FROM scalp_ticks ORDER BY acc_volume") == [
         (100, None), (130, 30), (160, 30)
     ]
+    # The successor was rewritten by the second run: its etl_timestamp says so, in the database and in the
+    # staged Parquet alike, so that a reader pulling `etl_timestamp > last pull` sees the new value.
+    stamps = rows(target_url, "SELECT acc_volume, etl_timestamp FROM scalp_ticks ORDER BY acc_volume")
+    assert stamps[0][1] != stamps[1][1] == stamps[2][1], stamps
+    staged = pl.read_parquet(stg / "scalp_ticks" / "**" / "*.parquet").sort("acc_volume")
+    assert staged["etl_timestamp"][0] < staged["etl_timestamp"][1] == staged["etl_timestamp"][2]
 
 
 def test_a_late_trade_rewrites_only_the_staged_part_that_holds_its_successor(tmp_path: Path) -> None:
