@@ -435,6 +435,11 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
                 deferred = target.begin_bulk_load(DATA_TABLES)
                 runner.run()
                 target.end_bulk_load(deferred)
+                # Inside the try: a Ctrl-C or SIGTERM before this row commits marks the run failed, as
+                # any other stop does, instead of leaving it 'running' for the next run to call abandoned.
+                summary.status = "succeeded"
+                summary.seconds = time.perf_counter() - t0
+                target.finish_run(run_id, "succeeded", summary.counts, json.dumps(summary.to_dict()))
             except BaseException as exc:
                 failure = _failure(exc, opts.staging)
                 summary.status = "failed"
@@ -453,9 +458,6 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
                 if failure is None:
                     raise
                 raise failure from None
-            summary.status = "succeeded"
-            summary.seconds = time.perf_counter() - t0
-            target.finish_run(run_id, "succeeded", summary.counts, json.dumps(summary.to_dict()))
     except TargetError as exc:  # e.g. an existing table that this schema cannot be migrated to
         raise EtlError(str(exc)) from None
     except StagingError as exc:  # the manifest or an interrupted commit's record, before the run began
@@ -463,7 +465,14 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
     except adbc_driver_manager.Error as exc:
         raise EtlError(f"the target database {target_url.redacted} failed: {error_line(exc)}") from None
     finally:
-        target.close()
+        try:
+            target.close()
+        except KeyboardInterrupt:
+            # A stop that comes while a succeeded run closes (SQLite's last checkpoint) finds nothing to
+            # stop: every commit and the run's row are in. Reporting it as interrupted would contradict
+            # etl_runs (the CLI would exit 143 for a run recorded as succeeded).
+            if summary.status != "succeeded":
+                raise
     return summary
 
 

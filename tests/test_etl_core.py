@@ -1345,6 +1345,39 @@ def test_an_interrupt_stays_an_interrupt_when_cleanup_fails_on_top_of_it(
     assert (status, json.loads(summary)["error"]) == ("failed", "interrupted (Ctrl-C or SIGTERM)")
 
 
+@pytest.mark.parametrize("at", ["finish_run", "close"])
+def test_a_stop_as_a_run_finishes_agrees_with_etl_runs(
+    at: str, tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C or SIGTERM in the last moments of a run: before its 'succeeded' row commits, the run is
+    marked failed (it was left 'running'); while the connection closes after it, the run returns as
+    succeeded (the CLI exited 143 for a run that etl_runs called succeeded). The next run has nothing to do."""
+    import engine.pipeline
+
+    real_finish, real_close = Target.finish_run, Target.close
+
+    def finish_run(self: Target, run_id: str, status: str, *a: Any) -> None:
+        if status == "succeeded":
+            raise KeyboardInterrupt  # before the row is written
+        real_finish(self, run_id, status, *a)
+
+    def close(self: Target) -> None:
+        real_close(self)
+        raise KeyboardInterrupt
+
+    src = tmp_path / "a"
+    write_lines(src / SCALP, [tick(acc=1)])
+    with monkeypatch.context() as m:
+        m.setattr(engine.pipeline.Target, at, finish_run if at == "finish_run" else close)
+        if at == "finish_run":
+            with pytest.raises(KeyboardInterrupt):
+                run(src, target_url, tmp_path / "stg")
+        else:
+            assert run(src, target_url, tmp_path / "stg").to_dict()["status"] == "succeeded"
+    assert rows(target_url, "SELECT status, loaded FROM etl_runs") == [("failed" if at == "finish_run" else "succeeded", 1)]
+    assert run(src, target_url, tmp_path / "stg").to_dict()["lines_read"] == 0
+
+
 def test_a_failed_run_says_why_in_etl_runs(tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failed run's row keeps its cause, also for a bug (the user's scheduler log may be gone when
     someone reads etl_runs); a run that succeeds has none."""
