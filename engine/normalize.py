@@ -7,6 +7,7 @@ session hours are computed in KST explicitly (the default zone of Polars is UTC)
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
@@ -17,6 +18,7 @@ from engine.scan import date_from_digits
 from schemas.records import (
     DEFAULT_MARKET,
     MARKET_PATTERN,
+    MARKET_RULE,
     SYMBOL_PATTERN,
     TEST_MARKER_KEYS,
     TEST_SESSION_PREFIXES,
@@ -304,6 +306,12 @@ def normalize_swing(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
 NORMALIZERS = {Kind.SCALP: normalize_scalp, Kind.SWING: normalize_swing}
 
 
+def _shown(value: object) -> str:
+    """A document's value in a message: as JSON, cut to 40 characters."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
 @dataclass(frozen=True)
 class UniverseDoc:
     """A K3 document's membership: the date it names (its file's date if none) and when it was written."""
@@ -314,20 +322,26 @@ class UniverseDoc:
 
 
 def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> UniverseDoc | str:
-    """A K3 document -> its market_universe rows, or a reject reason for the whole file."""
+    """A K3 document -> its market_universe rows, or why the whole file is rejected (``bad_universe_file``).
+
+    A document is the day's whole membership: one bad entry makes the rest no membership at all, so the
+    file is rejected whole and the cause (which entry, and why) goes into the run's warnings."""
     if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict) or not isinstance(doc.get("symbols"), list):
-        return "bad_universe_file"
+        return "it is not an object with a metadata object and a symbols list"
     meta = doc["metadata"]
     day = date_from_digits(str(meta.get("date", ""))) or file_date
-    symbols = [s for s in doc["symbols"] if isinstance(s, str)]
-    if len(symbols) != len(doc["symbols"]):
-        return "bad_universe_file"
-    df = pl.DataFrame({"symbol": symbols}, schema={"symbol": pl.String}).unique(maintain_order=True)
-    if not df["symbol"].str.contains(SYMBOL_PATTERN).all():
-        return "bad_universe_file"
+    for i, s in enumerate(doc["symbols"]):
+        if not isinstance(s, str):
+            return f"symbols[{i}] is {_shown(s)}, not a string"
+    df = pl.DataFrame({"symbol": doc["symbols"]}, schema={"symbol": pl.String}).unique(maintain_order=True)
+    bad = df.filter(~pl.col("symbol").str.contains(SYMBOL_PATTERN))
+    if bad.height:
+        first = bad["symbol"][0]
+        return f"symbols[{doc['symbols'].index(first)}] is {_shown(first)}, not a 6-character code"
     market = meta.get("market")
     if market is not None and not is_market_name(market):
-        return "bad_universe_file"  # a market names a staging directory: never '..' or 'a/b'
+        # a market names a staging directory: never '..' or 'a/b'
+        return f"its market {_shown(market)} is not a market name ({MARKET_RULE})"
     text = pl.lit(meta.get("generated_at") if isinstance(meta.get("generated_at"), str) else None, dtype=pl.String)
     generated = pl.select(pl.when(~leap_second(text)).then(parse_instant(text))).item()
     lf = df.lazy().with_columns(market_field=pl.lit(market, dtype=pl.String))

@@ -264,6 +264,7 @@ class _Doc:
     manifest_row: dict[str, Any]  # its size is the bytes read
     doc: normalize.UniverseDoc | None  # its date, generated_at and rows in this run's scope
     reject: pl.DataFrame | None  # its etl_rejects row, if the document was rejected
+    cause: str | None = None  # why it was rejected, for the run's warnings
 
 
 def _lock_file(staging: Path, name: str) -> Path:
@@ -944,21 +945,21 @@ class _Runner:
         if isinstance(result, str):
             rej = pl.DataFrame(
                 {
-                    "source_file": [f.rel], "line_number": [0], "source_type": ["universe"], "reason": [result],
+                    "source_file": [f.rel], "line_number": [0], "source_type": ["universe"], "reason": ["bad_universe_file"],
                     "raw_line": [scan.raw_text(data)], "run_id": [self.summary.run_id],
                     "etl_timestamp": [self.ctx.etl_timestamp],
                 },
                 schema=ETL_REJECTS.polars_schema(),
             )
-            return _Doc(f, row, None, rej)
+            return _Doc(f, row, None, rej, result)
         return _Doc(f, row, result, None)
 
     def _universe_doc(self, f: scan.ArchiveFile, data: bytes) -> normalize.UniverseDoc | str:
         """A document's membership in this run's scope (none of this market's symbols: an empty one)."""
         try:
             doc: object = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            doc = None
+        except (UnicodeDecodeError, ValueError) as exc:
+            return f"it is not UTF-8 JSON ({str(exc).splitlines()[0][:80]})"
         result = normalize.normalize_universe(doc, f.rel, f.file_date, self.ctx)
         if isinstance(result, str) or self.opts.market is None:
             return result
@@ -1037,7 +1038,10 @@ class _Runner:
             self.summary.universe["files_read"] += len(batch)
             self.summary.universe["files_rejected"] += rejects.height
             self.summary.universe["symbols_loaded"] += symbols
-            self.summary.reasons.update(rejects.reasons)
+            # Not in rejects_by_reason, which counts lines (it adds up to `rejected`): a document is a file.
+            self.summary.warnings += [
+                f"universe document {d.file.rel} rejected whole: {d.cause}" for d in batch if d.reject is not None
+            ]
             self._commit(
                 [],
                 [rejects],

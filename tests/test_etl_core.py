@@ -921,6 +921,31 @@ def test_bad_universe_file_is_rejected_not_fatal(tmp_path: Path, target_url: str
     assert rows(target_url, "SELECT reason FROM etl_rejects") == [("bad_universe_file",)]
 
 
+@pytest.mark.parametrize(
+    "symbols, metadata, cause",
+    [
+        ([f"{i:06d}" for i in range(2500)][:2000] + ["BAD"] + ["005930"], {}, 'symbols[2000] is "BAD", not a 6-character code'),
+        (["005930", 5930], {}, "symbols[1] is 5930, not a string"),
+        (["005930"], {"market": "a/b"}, 'its market "a/b" is not a market name'),
+        (None, {}, "it is not UTF-8 JSON (Expecting value: line 6"),
+    ],
+)
+def test_a_rejected_universe_document_says_why(
+    tmp_path: Path, target_url: str, symbols: list[object] | None, metadata: dict[str, str], cause: str
+) -> None:
+    """A document is rejected whole (one bad entry leaves no membership to load), and its raw text is
+    cut at 2,000 characters: the run's warnings name the entry and why, and the document stays out of
+    rejects_by_reason, which counts lines and adds up to `rejected` (it counted the file as well)."""
+    src, rel = tmp_path / "a", "universe/20260130_kr_stocks.json"
+    doc = {"metadata": {"date": "2026-01-30", **metadata}, "symbols": symbols}
+    write_lines(src / rel, [json.dumps(doc, indent=2)[:60] if symbols is None else json.dumps(doc, indent=2)])
+    s = run(src, target_url, tmp_path / "stg").to_dict()
+    assert (s["universe"]["files_rejected"], s["rejected"], s["rejects_by_reason"]) == (1, 0, {})
+    (warning,) = [w for w in s["warnings"] if rel in w]
+    assert warning.startswith(f"universe document {rel} rejected whole: {cause}"), warning
+    assert rows(target_url, "SELECT source_file, line_number, reason FROM etl_rejects") == [(rel, 0, "bad_universe_file")]
+
+
 def test_a_universe_file_read_while_being_written_loads_later_and_its_reject_goes(tmp_path: Path, target_url: str) -> None:
     src, stg = tmp_path / "a", tmp_path / "stg"
     rel = "universe/20260130_kr_stocks.json"
@@ -941,7 +966,8 @@ def test_a_universe_file_rejected_twice_keeps_one_reject_of_its_latest_version(t
     for text in ('{"metadata": {"date": "2026-01-30"', '{"metadata": {"date": "2026-01-30", "market"'):
         write_lines(src / rel, [text], final_newline=False)
         s = run(src, target_url, stg).to_dict()
-        assert s["universe"]["files_rejected"] == 1 and s["warnings"] == []  # no 'staging reset?' upsert
+        assert s["universe"]["files_rejected"] == 1  # and no 'staging reset?' upsert:
+        assert [w for w in s["warnings"] if "rejected whole" not in w] == []
     assert rows(target_url, "SELECT line_number, raw_line FROM etl_rejects") == [(0, text)]
 
 
