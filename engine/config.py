@@ -155,7 +155,9 @@ def resolve(
     stg, stg_in_file = pick(staging, "staging", DEFAULT_STAGING)
     mkt = market or etl.get("market")
     default_market = etl.get("default_market", DEFAULT_MARKET)
-    for what, name in (("--market", mkt), ("default_market", default_market)):
+    file = f"config file {cfg_path}: "
+    checks = (("--market" if market else f"{file}market in [etl]", mkt), (f"{file}default_market in [etl]", default_market))
+    for what, name in checks:
         if name is not None and not is_market_name(name):
             raise ConfigError(f"{what} {name!r} is not a market name: {MARKET_RULE}")
     master, master_in_file = pick(security_master, "security_master", None)

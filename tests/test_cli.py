@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.process import keep_freed_pages_in_polars, polars_jemalloc_conf
+from schemas.records import MARKET_RULE
 from tests.support import REPO, cli, db_snapshot, rows, swing, tick, write_lines
 
 
@@ -81,6 +82,9 @@ def test_unit_size_caps_the_new_bytes_of_a_commit(small_archive: Path, tmp_path:
         ('etl = "x"\n', "etl must be a [etl] table"),
         ('[etl]\nsource = ""\n', "source in [etl] is empty"),
         ('[targets]\ntrading_db = " "\n', "trading_db in [targets] is empty"),
+        ('[etl]\nmarket = "../x"\n', f"market in [etl] '../x' is not a market name: {MARKET_RULE}"),
+        ('[etl]\ndefault_market = ""\n', "default_market in [etl] is empty"),
+        ('[etl]\ndefault_market = "a b"\n', f"default_market in [etl] 'a b' is not a market name: {MARKET_RULE}"),
         ('[etl]\nunit_size = "lots"\n', "unit_size in [etl] 'lots' is not a size: a whole number of bytes, or with KB, MB or GB (16MB)"),
     ],
 )
