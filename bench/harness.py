@@ -115,7 +115,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m bench") -> 
     ap.add_argument("--lines", action="append", type=parse_size, required=True,
                     help="archive size in lines (k/M suffixes); repeat the option for several sizes")
     ap.add_argument("--repeat", type=int, default=3, help="runs of every measurement (median and min/max reported)")
-    ap.add_argument("--targets", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql")
+    ap.add_argument("--targets", default=None,
+                    help="comma-separated: sqlite,postgresql (default both; PostgreSQL skipped with a note when no "
+                         "server answers, unless --targets or --pg-url names it)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="generated archives, reused when present")
     ap.add_argument("--seed", type=int, default=7)
@@ -124,7 +126,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m bench") -> 
     ap.add_argument("--baseline-repeat", type=int, default=1, help="runs of each baseline (they are slow)")
     ap.add_argument("--incr-lines", type=parse_size, default=30_000,
                     help="lines of the one new hour of the incremental run (contract: 20k-50k an hour)")
-    ap.add_argument("--pg-url", default=DEFAULT_PG,
+    ap.add_argument("--pg-url", default=None,
                     help="PostgreSQL server (a database to connect to for CREATE/DROP DATABASE)")
     ap.add_argument("--no-baselines", action="store_true", help="skip the per-record and dlt baselines")
     ap.add_argument("--readme", type=Path, default=None,
@@ -137,7 +139,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m bench") -> 
                     help="--unit-size of every measured observer etl run, e.g. 4MB (default: the engine's, "
                          "128MB): the memory a run holds against its speed, measured side by side with the floors")
     ns = ap.parse_args(argv)
-    targets = [t.strip() for t in ns.targets.split(",") if t.strip()]
+    targets = [t.strip() for t in (ns.targets or ",".join(TARGETS)).split(",") if t.strip()]
     bad = [t for t in targets if t not in TARGETS]
     if bad:
         ap.error(f"unknown target(s) {bad}: use sqlite,postgresql")
@@ -162,11 +164,17 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m bench") -> 
         problem = unwritable(d)
         if problem:
             ap.error(f"{flag} {d} is not a writable directory ({problem})")
+    if "postgresql" in targets and (ns.targets is not None or ns.pg_url is not None):
+        # Asked for by name: a server that does not answer stops the run now, not as a note after the
+        # SQLite measurements (and a run of only PostgreSQL would measure nothing and succeed).
+        reason = PgServer(ns.pg_url or DEFAULT_PG).check()
+        if reason:
+            ap.error(f"PostgreSQL was asked for: {reason}")
     shown = [*shlex.split(prog), *(argv if argv is not None else sys.argv[1:])]
     return BenchConfig(
         sizes=ns.lines, repeat=ns.repeat, targets=targets, out=ns.out, cache=ns.cache, seed=ns.seed,
         baseline_lines=ns.baseline_lines, baseline_repeat=ns.baseline_repeat, incr_lines=ns.incr_lines,
-        pg_url=ns.pg_url, baselines=not ns.no_baselines, readme=ns.readme, keep_work=ns.keep_work, code=ns.code,
+        pg_url=ns.pg_url or DEFAULT_PG, baselines=not ns.no_baselines, readme=ns.readme, keep_work=ns.keep_work, code=ns.code,
         unit_size=ns.unit_size, command=shlex.join(shown),
     )
 

@@ -69,6 +69,10 @@ def _fs_type(path: Path) -> str:
         (["--lines", "1k", "--incr-lines", "0"], "--incr-lines must be at least 1"),
         (["--lines", "1k", "--unit-size", "0"], "--unit-size '0' is not a size"),
         (["--lines", "1k", "--out", "/proc/results"], "--out /proc/results is not a writable directory"),
+        # PostgreSQL asked for by name must answer: a run of it alone would otherwise measure nothing, exit 0.
+        (["--lines", "1k", "--targets", "postgresql", "--pg-url", "postgresql://x@127.0.0.1:1/y"],
+         "PostgreSQL was asked for: no PostgreSQL at postgresql://x@127.0.0.1:1/y"),
+        (["--lines", "1k", "--pg-url", "http://x"], "PostgreSQL was asked for: no PostgreSQL at http://x"),
     ],
 )
 def test_bad_options_are_one_usage_error(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
