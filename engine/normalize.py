@@ -317,7 +317,7 @@ class UniverseDoc:
     """A K3 document's membership: the date it names (its file's date if none) and when it was written."""
 
     day: date
-    generated_at: datetime | None  # UTC; None for the simplified older files (or a time that does not parse)
+    generated_at: datetime | None  # UTC; None for the simplified older files, which have none
     rows: pl.DataFrame  # market_universe rows, every market (may be empty: that day's membership is empty)
 
 
@@ -329,7 +329,10 @@ def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> 
     if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict) or not isinstance(doc.get("symbols"), list):
         return "it is not an object with a metadata object and a symbols list"
     meta = doc["metadata"]
-    day = date_from_digits(str(meta.get("date", ""))) or file_date
+    named = meta.get("date")  # the simplified files' "20260131" too; absent: the file name's date
+    day = file_date if named is None else date_from_digits(named) if isinstance(named, str) else None
+    if day is None:
+        return f"its metadata.date {_shown(named)} is not a date (YYYY-MM-DD or YYYYMMDD)"
     for i, s in enumerate(doc["symbols"]):
         if not isinstance(s, str):
             return f"symbols[{i}] is {_shown(s)}, not a string"
@@ -342,8 +345,14 @@ def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> 
     if market is not None and not is_market_name(market):
         # a market names a staging directory: never '..' or 'a/b'
         return f"its market {_shown(market)} is not a market name ({MARKET_RULE})"
-    text = pl.lit(meta.get("generated_at") if isinstance(meta.get("generated_at"), str) else None, dtype=pl.String)
-    generated = pl.select(pl.when(~leap_second(text)).then(parse_instant(text))).item()
+    # When it was written decides which document a date takes ("last writer wins"): a time that does not
+    # parse, or one in 9999, would rank the document by a guess or win its date for good.
+    written = meta.get("generated_at")
+    text = pl.lit(written if isinstance(written, str) else None, dtype=pl.String)
+    instant = parse_instant(text)
+    generated = pl.select(pl.when(~leap_second(text) & ~_out_of_range(instant)).then(instant)).item()
+    if written is not None and generated is None:
+        return f"its metadata.generated_at {_shown(written)} is not a time from 2000 to 2099 (ISO 8601)"
     lf = df.lazy().with_columns(market_field=pl.lit(market, dtype=pl.String))
     lf = _assign_market(lf, ctx, record_market="market_field")
     rows = lf.with_columns(

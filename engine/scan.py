@@ -58,10 +58,11 @@ class ArchiveFile:
 
 
 def date_from_digits(digits: str) -> date | None:
-    """``YYYYMMDD`` (or ``YYYY-MM-DD``) as a date, or None."""
-    digits = digits.replace("-", "")
-    if len(digits) != 8 or not digits.isdigit():
+    """``YYYYMMDD`` (or ``YYYY-MM-DD``) in ASCII digits as a date, or None (``2026-0-130`` and full-width
+    digits are no date, though ``str.isdigit`` and ``int`` take them)."""
+    if not re.fullmatch(r"\d{8}|\d{4}-\d{2}-\d{2}", digits, re.ASCII):
         return None
+    digits = digits.replace("-", "")
     try:
         return date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
     except ValueError:

@@ -928,6 +928,15 @@ def test_bad_universe_file_is_rejected_not_fatal(tmp_path: Path, target_url: str
         (["005930", 5930], {}, "symbols[1] is 5930, not a string"),
         (["005930"], {"market": "a/b"}, 'its market "a/b" is not a market name'),
         (None, {}, "it is not UTF-8 JSON (Expecting value: line 6"),
+        # The date and the time it was written decide which document a date takes: no guessing either.
+        (["005930"], {"date": "2026-02-29"}, 'its metadata.date "2026-02-29" is not a date (YYYY-MM-DD or YYYYMMDD)'),
+        (["005930"], {"date": "2026-0-130"}, 'its metadata.date "2026-0-130" is not a date'),
+        (["005930"], {"date": "２０２６０１３０"}, 'its metadata.date "２０２６０１３０" is not a date'),
+        (["005930"], {"date": 20260130}, "its metadata.date 20260130 is not a date"),
+        (["005930"], {"generated_at": "9999-01-01T00:00:00"}, 'its metadata.generated_at "9999-01-01T00:00:00" is not a time'),
+        (["005930"], {"generated_at": "2026-01-30 17:05:41"}, 'its metadata.generated_at "2026-01-30 17:05:41" is not a time'),
+        (["005930"], {"generated_at": "2026-01-30T23:59:60"}, "its metadata.generated_at"),
+        (["005930"], {"generated_at": 1769760000}, "its metadata.generated_at 1769760000 is not a time"),
     ],
 )
 def test_a_rejected_universe_document_says_why(
