@@ -418,7 +418,11 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
     run_id = new_run_id()
     summary = RunSummary(run_id, opts.scope, str(opts.source), target_url.redacted, str(opts.staging), opts.unit_bytes)
     try:
-        target.ensure_schema()
+        try:
+            target.ensure_schema()
+        except BaseException:  # e.g. a table that cannot be migrated: the run is refused before it starts
+            remove_if_empty(made)
+            raise
         with _scope_lock(opts.staging, opts.scope, progress.note) as waited:
             if waited:
                 summary.warnings.append(f"waited {waited:.1f} s for another run on this staging directory to finish")

@@ -47,13 +47,12 @@ def unwritable(d: Path) -> str | None:
 
 
 def missing_dirs(d: Path) -> list[Path]:
-    """The directories ``unwritable(d)`` would create, deepest first (for ``remove_if_empty``)."""
-    out: list[Path] = []
-    d = d.absolute()
-    while not d.exists() and d != d.parent:
-        out.append(d)
-        d = d.parent
-    return out
+    """The directories ``unwritable(d)`` would create, deepest first (for ``remove_if_empty``): every
+    prefix of the path as given that does not exist yet, resolved as creating it would (``new/../old``
+    makes ``new`` only; ``old`` may be the user's)."""
+    p = d.absolute()
+    chain = [Path(os.path.realpath(q)) for q in [*reversed(p.parents), p]]
+    return list(reversed(dict.fromkeys(q for q in chain if not os.path.lexists(q))))
 
 
 def remove_if_empty(dirs: list[Path]) -> None:

@@ -246,6 +246,16 @@ def test_bad_input_is_one_readable_sentence(small_archive: Path, tmp_path: Path,
     assert not (tmp_path / "s").exists(), "a run refused before it started left its staging folder behind"
 
 
+def test_a_refused_run_removes_only_the_folders_it_made(small_archive: Path, tmp_path: Path) -> None:
+    """``new/../mine`` makes ``new`` (creating ``mine`` goes through it), while ``mine`` is the user's."""
+    work = tmp_path / "work"
+    (work / "mine").mkdir(parents=True)
+    r = cli("etl", "--source", str(small_archive), "--target", "postgresql://nobody@127.0.0.1:1/x",
+            "--staging", "new/../mine", cwd=work)
+    assert r.returncode == 2 and "cannot connect" in r.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["mine"]
+
+
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
 def test_ctrl_c_or_sigterm_mid_run_stops_it_cleanly(big_archive: Path, tmp_path: Path, sig: int, code: int, word: str) -> None:
     """Sent once the first unit has committed: never lost (Polars' own SIGINT handler swallowed some),

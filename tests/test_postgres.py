@@ -484,6 +484,7 @@ def test_incompatible_table_through_the_cli(target_url: str, tmp_path: Path) -> 
     assert r.returncode != 0 and r.stdout == ""
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "scalp_ticks.acc_volume" in r.stderr
+    assert not (tmp_path / "s").exists(), "the refused run left its staging folder behind"
 
 
 def test_concurrent_ensure_schema(pg_url: str) -> None:
