@@ -101,8 +101,12 @@ class BenchConfig:
     command: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+        """For results.json, which is committed: no password of --pg-url, in it or in the command."""
+        from engine.load import redact, redact_target
+
+        d = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        d["pg_url"], d["command"] = redact_target(self.pg_url), redact(self.command)
+        return d
 
 
 def parse_args(argv: list[str] | None = None, prog: str = "python -m bench") -> BenchConfig:
@@ -363,7 +367,9 @@ class PgServer:
             self._sql("SELECT 1")
             return None
         except Exception as exc:  # noqa: BLE001
-            return f"no PostgreSQL at {self.url} ({str(exc).strip().splitlines()[0]})"
+            from engine.load import redact, redact_target
+
+            return f"no PostgreSQL at {redact_target(self.url)} ({redact(str(exc).strip().splitlines()[0])})"
 
     def version(self) -> str:
         return str(self._sql("SELECT current_setting('server_version')")[0][0])
@@ -630,7 +636,7 @@ class Bench:
         self.pg = PgServer(cfg.pg_url)
         self.results: dict[str, Any] = {
             "schema": 1,
-            "command": cfg.command,
+            "command": cfg.to_json()["command"],
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "finished_at": None,
             "machine": {},

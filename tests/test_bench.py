@@ -25,6 +25,9 @@ def test_sizes_parse_and_print() -> None:
     assert size_label(1_000_000) == "1M" and size_label(200_000) == "200k" and size_label(10_000_000) == "10M"
     cfg = parse_args(["--lines", "1M", "--lines", "10M", "--repeat", "2", "--targets", "sqlite"])
     assert cfg.sizes == [1_000_000, 10_000_000] and cfg.repeat == 2 and cfg.targets == ["sqlite"]
+    # results.json is committed: a --pg-url password stays out of it.
+    secret = parse_args(["--lines", "1k", "--targets", "sqlite", "--pg-url", "postgresql://u:s3cret@h/db"]).to_json()
+    assert "s3cret" not in json.dumps(secret) and secret["pg_url"] == "postgresql://u:***@h/db"
     assert cfg.command.startswith("python -m bench --lines 1M")
 
 
@@ -73,13 +76,15 @@ def _fs_type(path: Path) -> str:
         (["--lines", "1k", "--targets", "postgresql", "--pg-url", "postgresql://x@127.0.0.1:1/y"],
          "PostgreSQL was asked for: no PostgreSQL at postgresql://x@127.0.0.1:1/y"),
         (["--lines", "1k", "--pg-url", "http://x"], "PostgreSQL was asked for: no PostgreSQL at http://x"),
+        (["--lines", "1k", "--pg-url", "postgresql://u:s3cret@127.0.0.1:1/y"], "no PostgreSQL at postgresql://u:***@"),
     ],
 )
 def test_bad_options_are_one_usage_error(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         parse_args(argv)
     assert exc.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and "s3cret" not in err
 
 
 @pytest.mark.parametrize(
