@@ -13,6 +13,7 @@ import fcntl
 import itertools
 import json
 import os
+import re
 import secrets
 import shutil
 import time
@@ -499,6 +500,11 @@ def _failure(exc: BaseException, staging: Path) -> BaseException | None:
     return None
 
 
+def _uncompressed(rel: str) -> str:
+    """The archive file a rotated (compressed) copy was made from: ``x.jsonl.gz`` -> ``x.jsonl``."""
+    return re.sub(r"\.(gz|bz2|xz|zst|zip)$", "", rel)
+
+
 def _written_at(doc: normalize.UniverseDoc, f: scan.ArchiveFile) -> datetime:
     """When a universe document was written: its generated_at, else (a simplified older file) its file
     name's date at 00:00 KST, a file being named by the day it is written."""
@@ -633,7 +639,13 @@ class _Runner:
             )
         # A file in a scalp or swing folder whose name is not a real date is an archive file misnamed
         # (20260231_10.jsonl): counted as unrecognised, it would be missing from the database unseen.
-        misnamed = [u for u in unknown if PurePosixPath(u).parent.name in ("scalp", "swing")]
+        # A compressed copy of a file already loaded (a rotated hour) holds nothing the database lacks:
+        # naming it in every run from then on would bury the warning that matters.
+        loaded = set(self.manifest["path"].to_list())
+        misnamed = [
+            u for u in unknown
+            if PurePosixPath(u).parent.name in ("scalp", "swing") and _uncompressed(u) not in loaded
+        ]
         if misnamed:
             self.summary.warnings.append(
                 f"{len(misnamed)} file{'' if len(misnamed) == 1 else 's'} in scalp/ or swing/ not read, not named "

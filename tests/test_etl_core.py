@@ -1045,6 +1045,16 @@ def test_a_misnamed_file_in_a_kind_folder_is_named_in_a_warning(tmp_path: Path) 
         "2 files in scalp/ or swing/ not read, not named YYYYMMDD_HH.jsonl or YYYYMMDD.jsonl with a real date: "
         "assets/scalp/20260231_10.jsonl, assets/swing/20260130.jsonl.gz"
     ]
+    # An hour rotated after it loaded (compressed, the original gone) holds nothing new: no warning,
+    # run after run. A compressed file that never loaded is still named.
+    hour = src / "assets/scalp/20260130_13.jsonl"
+    hour.rename(hour.with_name(hour.name + ".gz"))
+    s = run(src, f"sqlite:///{tmp_path / 't.db'}", tmp_path / "stg").to_dict()
+    assert s["files"]["unrecognised"] == 4 and s["lines_read"] == 0
+    assert [w for w in s["warnings"] if "not read" in w] == [
+        "2 files in scalp/ or swing/ not read, not named YYYYMMDD_HH.jsonl or YYYYMMDD.jsonl with a real date: "
+        "assets/scalp/20260231_10.jsonl, assets/swing/20260130.jsonl.gz"
+    ]
 
 
 def test_a_run_that_waits_for_another_says_so(tmp_path: Path) -> None:
