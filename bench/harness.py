@@ -287,12 +287,14 @@ def run_child(argv: list[str], timeout: float | None = None) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
+    from engine.load import redact  # a --pg-url password is in a PostgreSQL run's argv
+
     if proc.returncode != 0:
         tail = err.decode("utf-8", "replace").strip().splitlines()[-15:]
-        raise ChildFailed(f"{shlex.join(argv)} exited {proc.returncode}:\n" + "\n".join(tail))
+        raise ChildFailed(redact(f"{shlex.join(argv)} exited {proc.returncode}:\n" + "\n".join(tail)))
     lines = [ln for ln in out.decode("utf-8", "replace").splitlines() if ln.strip().startswith("{")]
     if not lines:
-        raise ChildFailed(f"{shlex.join(argv)} printed no JSON result")
+        raise ChildFailed(redact(f"{shlex.join(argv)} printed no JSON result"))
     result = json.loads(lines[-1])
     result["wall_s"] = wall
     own = hwm.read_text().strip() if hwm.exists() else ""
@@ -336,7 +338,9 @@ def etl_task(source: Path, target: str, staging: Path, unit_size: str | None = N
              *(["--unit-size", unit_size] if unit_size else []), "--json"]
     # bench.child exec-module runs the CLI unchanged and records its peak RSS at exit.
     argv = [sys.executable, "-m", "bench.child", "exec-module", "cli", "etl", *flags]
-    return argv, shlex.join(["observer", "etl", *flags])
+    from engine.load import redact  # the command goes into results.json, which is committed
+
+    return argv, redact(shlex.join(["observer", "etl", *flags]))
 
 
 # -- PostgreSQL databases -----------------------------------------------------------------------------

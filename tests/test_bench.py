@@ -25,6 +25,14 @@ def test_sizes_parse_and_print() -> None:
     assert size_label(1_000_000) == "1M" and size_label(200_000) == "200k" and size_label(10_000_000) == "10M"
     cfg = parse_args(["--lines", "1M", "--lines", "10M", "--repeat", "2", "--targets", "sqlite"])
     assert cfg.sizes == [1_000_000, 10_000_000] and cfg.repeat == 2 and cfg.targets == ["sqlite"]
+    # A measured run's command and its failure go into results.json too.
+    from bench.harness import ChildFailed, etl_task, run_child
+
+    url = "postgresql://u:s3cret@127.0.0.1:1/y"
+    assert "s3cret" not in etl_task(Path("a"), url, Path("s"))[1]
+    with pytest.raises(ChildFailed) as failed:
+        run_child([sys.executable, "-c", "import sys; sys.exit(1)", "--target", url])
+    assert "s3cret" not in str(failed.value) and "u:***@" in str(failed.value)
     # results.json is committed: a --pg-url password stays out of it.
     secret = parse_args(["--lines", "1k", "--targets", "sqlite", "--pg-url", "postgresql://u:s3cret@h/db"]).to_json()
     assert "s3cret" not in json.dumps(secret) and secret["pg_url"] == "postgresql://u:***@h/db"
