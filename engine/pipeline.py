@@ -13,7 +13,6 @@ import fcntl
 import itertools
 import json
 import os
-import re
 import secrets
 import shutil
 import time
@@ -500,9 +499,18 @@ def _failure(exc: BaseException, staging: Path) -> BaseException | None:
     return None
 
 
-def _uncompressed(rel: str) -> str:
-    """The archive file a rotated (compressed) copy was made from: ``x.jsonl.gz`` -> ``x.jsonl``."""
-    return re.sub(r"\.(gz|bz2|xz|zst|zip)$", "", rel)
+def _gzip_of_read(source: Path, rel: str, consumed: dict[str, int]) -> bool:
+    """Whether ``rel`` is a gzip copy of an archive file this scope read to its end: the size of its
+    content (gzip's trailer, modulo 4 GiB) is what the manifest consumed of ``x.jsonl`` for ``x.jsonl.gz``."""
+    if not rel.endswith(".gz") or rel[:-3] not in consumed:
+        return False
+    try:
+        with (source / rel).open("rb") as fh:
+            fh.seek(-4, os.SEEK_END)
+            size = int.from_bytes(fh.read(4), "little")
+    except OSError:
+        return False
+    return size == consumed[rel[:-3]] % 2**32
 
 
 def _written_at(doc: normalize.UniverseDoc, f: scan.ArchiveFile) -> datetime:
@@ -639,12 +647,13 @@ class _Runner:
             )
         # A file in a scalp or swing folder whose name is not a real date is an archive file misnamed
         # (20260231_10.jsonl): counted as unrecognised, it would be missing from the database unseen.
-        # A compressed copy of a file already loaded (a rotated hour) holds nothing the database lacks:
-        # naming it in every run from then on would bury the warning that matters.
-        loaded = set(self.manifest["path"].to_list())
+        # A gzip copy of a file read to its last byte (an hour rotated after it was loaded whole) holds
+        # nothing the database lacks: naming it in every run from then on would bury the warning that
+        # matters. One rotated while it still grew holds lines never read, and is named.
+        consumed = dict(zip(self.manifest["path"], self.manifest["consumed_bytes"]))
         misnamed = [
             u for u in unknown
-            if PurePosixPath(u).parent.name in ("scalp", "swing") and _uncompressed(u) not in loaded
+            if PurePosixPath(u).parent.name in ("scalp", "swing") and not _gzip_of_read(self.opts.source, u, consumed)
         ]
         if misnamed:
             self.summary.warnings.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -1045,16 +1046,26 @@ def test_a_misnamed_file_in_a_kind_folder_is_named_in_a_warning(tmp_path: Path) 
         "2 files in scalp/ or swing/ not read, not named YYYYMMDD_HH.jsonl or YYYYMMDD.jsonl with a real date: "
         "assets/scalp/20260231_10.jsonl, assets/swing/20260130.jsonl.gz"
     ]
-    # An hour rotated after it loaded (compressed, the original gone) holds nothing new: no warning,
-    # run after run. A compressed file that never loaded is still named.
-    hour = src / "assets/scalp/20260130_13.jsonl"
-    hour.rename(hour.with_name(hour.name + ".gz"))
-    s = run(src, f"sqlite:///{tmp_path / 't.db'}", tmp_path / "stg").to_dict()
-    assert s["files"]["unrecognised"] == 4 and s["lines_read"] == 0
-    assert [w for w in s["warnings"] if "not read" in w] == [
+    # An hour rotated after it loaded whole (gzipped, the original gone) holds nothing new: no warning,
+    # run after run. One rotated after more lines were written to it holds lines never read: named.
+    def rotate(extra: list[str]) -> list[str]:
+        hour = src / "assets/scalp/20260130_13.jsonl"
+        with hour.open("a") as fh:
+            fh.writelines(f"{line}\n" for line in extra)
+        hour.with_name(hour.name + ".gz").write_bytes(gzip.compress(hour.read_bytes()))
+        hour.unlink()
+        s = run(src, f"sqlite:///{tmp_path / 't.db'}", tmp_path / "stg").to_dict()
+        assert s["lines_read"] == 0
+        warned = [w for w in s["warnings"] if "not read" in w]
+        (src / "assets/scalp/20260130_13.jsonl.gz").unlink()  # (the next case writes the hour again)
+        return warned
+
+    assert rotate([]) == [
         "2 files in scalp/ or swing/ not read, not named YYYYMMDD_HH.jsonl or YYYYMMDD.jsonl with a real date: "
         "assets/scalp/20260231_10.jsonl, assets/swing/20260130.jsonl.gz"
     ]
+    write_lines(src / "assets/scalp/20260130_13.jsonl", [tick()])
+    assert "assets/scalp/20260130_13.jsonl.gz" in rotate([tick(acc=2)])[0]
 
 
 def test_a_run_that_waits_for_another_says_so(tmp_path: Path) -> None:
