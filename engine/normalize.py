@@ -317,8 +317,9 @@ class UniverseDoc:
     """A K3 document's membership: the date it names (its file's date if none) and when it was written."""
 
     day: date
-    generated_at: datetime | None  # UTC; None for the simplified older files, which have none
+    generated_at: datetime | None  # UTC; None for the simplified older files, or one that is no time (see note)
     rows: pl.DataFrame  # market_universe rows, every market (may be empty: that day's membership is empty)
+    note: str | None = None  # something the run should say about the document (it loads)
 
 
 def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> UniverseDoc | str:
@@ -331,8 +332,8 @@ def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> 
     meta = doc["metadata"]
     named = meta.get("date")  # the simplified files' "20260131" too; absent: the file name's date
     day = file_date if named is None else date_from_digits(named) if isinstance(named, str) else None
-    if day is None:
-        return f"its metadata.date {_shown(named)} is not a date (YYYY-MM-DD or YYYYMMDD)"
+    if day is None or not date(2000, 1, 1) <= day < date(2100, 1, 1):  # the instants' range, in KST
+        return f"its metadata.date {_shown(named)} is not a date from 2000 to 2099 (YYYY-MM-DD or YYYYMMDD)"
     for i, s in enumerate(doc["symbols"]):
         if not isinstance(s, str):
             return f"symbols[{i}] is {_shown(s)}, not a string"
@@ -345,14 +346,23 @@ def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> 
     if market is not None and not is_market_name(market):
         # a market names a staging directory: never '..' or 'a/b'
         return f"its market {_shown(market)} is not a market name ({MARKET_RULE})"
-    # When it was written decides which document a date takes ("last writer wins"): a time that does not
-    # parse, or one in 9999, would rank the document by a guess or win its date for good.
+    # When it was written decides which document a date takes ("last writer wins"). A time in 9999 would
+    # win its date for good: rejected. One that does not read as a time (a space for the T, no seconds)
+    # leaves the document ranked as a simplified file is, by its file name's date; the run says so.
     written = meta.get("generated_at")
     text = pl.lit(written if isinstance(written, str) else None, dtype=pl.String)
     instant = parse_instant(text)
-    generated = pl.select(pl.when(~leap_second(text) & ~_out_of_range(instant)).then(instant)).item()
+    generated, outside = pl.select(
+        pl.when(~leap_second(text)).then(instant).alias("at"), _out_of_range(instant).alias("outside")
+    ).row(0)
+    if outside:
+        return f"its metadata.generated_at {_shown(written)} is not a time from 2000 to 2099"
+    note = None
     if written is not None and generated is None:
-        return f"its metadata.generated_at {_shown(written)} is not a time from 2000 to 2099 (ISO 8601)"
+        note = (
+            f"its metadata.generated_at {_shown(written)} is not an ISO 8601 time: it is ranked among the "
+            "documents of its date as written at its file name's date, 00:00 KST"
+        )
     lf = df.lazy().with_columns(market_field=pl.lit(market, dtype=pl.String))
     lf = _assign_market(lf, ctx, record_market="market_field")
     rows = lf.with_columns(
@@ -364,4 +374,4 @@ def normalize_universe(doc: object, rel: str, file_date: date, ctx: Context) -> 
         source_line=pl.lit(0, dtype=pl.Int64),
         quality_flag=pl.lit("normal"),
     ).select(MARKET_UNIVERSE.column_names).collect()
-    return UniverseDoc(day, generated, rows)
+    return UniverseDoc(day, generated, rows, note)

@@ -1065,7 +1065,9 @@ class _Runner:
             self.summary.universe["symbols_loaded"] += symbols
             # Not in rejects_by_reason, which counts lines (it adds up to `rejected`): a document is a file.
             self.summary.warnings += [
-                f"universe document {d.file.rel} rejected whole: {d.cause}" for d in batch if d.reject is not None
+                f"universe document {d.file.rel} rejected whole: {d.cause}" if d.doc is None
+                else f"universe document {d.file.rel}: {d.doc.note}"
+                for d in batch if d.doc is None or d.doc.note
             ]
             self._commit(
                 [],

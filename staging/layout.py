@@ -60,7 +60,9 @@ def remove_if_empty(dirs: list[Path]) -> None:
     for d in dirs:
         try:
             d.rmdir()
-        except OSError:  # not empty (another run wrote into it meanwhile), or already gone
+        except (FileNotFoundError, NotADirectoryError):  # never made (``new/../a_file/sub``), or gone
+            continue
+        except OSError:  # not empty (another run wrote into it meanwhile): nor are the folders above it
             return
 
 

@@ -254,6 +254,11 @@ def test_a_refused_run_removes_only_the_folders_it_made(small_archive: Path, tmp
             "--staging", "new/../mine", cwd=work)
     assert r.returncode == 2 and "cannot connect" in r.stderr
     assert sorted(p.name for p in work.iterdir()) == ["mine"]
+    # A path through a file: 'new' is made before the mkdir under the file fails.
+    (work / "a_file").write_text("")
+    r = cli("etl", "--source", str(small_archive), "--staging", "new/../a_file/sub", cwd=work)
+    assert r.returncode == 2 and "not writable" in r.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["a_file", "mine"]
 
 
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
