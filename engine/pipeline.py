@@ -502,15 +502,16 @@ def _failure(exc: BaseException, staging: Path) -> BaseException | None:
 def _gzip_of_read(source: Path, rel: str, consumed: dict[str, int]) -> bool:
     """Whether ``rel`` is a gzip copy of an archive file this scope read to its end: the size of its
     content (gzip's trailer, modulo 4 GiB) is what the manifest consumed of ``x.jsonl`` for ``x.jsonl.gz``."""
-    if not rel.endswith(".gz") or rel[:-3] not in consumed:
+    read = consumed.get(rel[:-3]) if rel.endswith(".gz") else None
+    if read is None:
         return False
     try:
         with (source / rel).open("rb") as fh:
             fh.seek(-4, os.SEEK_END)
             size = int.from_bytes(fh.read(4), "little")
-    except OSError:
+    except OSError:  # shorter than a gzip trailer, or unreadable: named, as any file not read
         return False
-    return size == consumed[rel[:-3]] % 2**32
+    return size == read % 2**32
 
 
 def _written_at(doc: normalize.UniverseDoc, f: scan.ArchiveFile) -> datetime:
