@@ -153,16 +153,18 @@ def resolve(
     if tgt_in_file:
         tgt = _sqlite_relative_to(tgt, here)
     stg, stg_in_file = pick(staging, "staging", DEFAULT_STAGING)
-    mkt = market or etl.get("market")
+    mkt, mkt_in_file = pick(market, "market", None)
     default_market = etl.get("default_market", DEFAULT_MARKET)
     file = f"config file {cfg_path}: "
-    checks = (("--market" if market else f"{file}market in [etl]", mkt), (f"{file}default_market in [etl]", default_market))
-    for what, name in checks:
+    for what, name in (
+        (f"{file}market in [etl]" if mkt_in_file else "--market", mkt),
+        (f"{file}default_market in [etl]", default_market),
+    ):
         if name is not None and not is_market_name(name):
             raise ConfigError(f"{what} {name!r} is not a market name: {MARKET_RULE}")
     master, master_in_file = pick(security_master, "security_master", None)
     hol, hol_in_file = pick(holidays, "holidays", None)
-    unit = unit_size or etl.get("unit_size", DEFAULT_UNIT_SIZE)
+    unit, unit_in_file = pick(unit_size, "unit_size", DEFAULT_UNIT_SIZE)
     return RunOptions(
         source=_path(src, here if src_in_file else None),
         target=tgt,
@@ -171,7 +173,7 @@ def resolve(
         security_master=_path(master, here if master_in_file else None) if master else None,
         holidays=_path(hol, here if hol_in_file else None) if hol else None,
         default_market=default_market,
-        unit_bytes=parse_size(unit, "--unit-size" if unit_size else f"config file {cfg_path}: unit_size in [etl]"),
+        unit_bytes=parse_size(unit, f"{file}unit_size in [etl]" if unit_in_file else "--unit-size"),  # type: ignore[arg-type]
     )
 
 

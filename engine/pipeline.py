@@ -35,8 +35,8 @@ from schemas.records import Kind
 from schemas.tables import DATA_TABLES, ETL_REJECTS, ETL_WATERMARK, MARKET_UNIVERSE, SCALP_TICKS, SWING_SNAPSHOTS, Table
 from staging import manifest
 from staging.layout import (
-    StagingError, missing_dirs, part_files, partition_dir, partitions, read_parts, remove_if_empty,
-    remove_stray_temporaries, spill_dir, unwritable, write_part,
+    StagingError, market_dir, missing_dirs, part_files, part_name, partition_dir, partitions, read_parts,
+    remove_if_empty, remove_stray_temporaries, spill_dir, unwritable, write_part,
 )
 
 TABLE_OF: dict[Kind, Table] = {Kind.SCALP: SCALP_TICKS, Kind.SWING: SWING_SNAPSHOTS}
@@ -266,6 +266,13 @@ class _Doc:
     reject: pl.DataFrame | None  # its etl_rejects row, if the document was rejected
     cause: str | None = None  # why it was rejected, for the run's warnings
 
+    @property
+    def warning(self) -> str | None:
+        """What the run says about the document: why it was rejected, or a note on one that loads."""
+        if self.doc is None:
+            return f"universe document {self.file.rel} rejected whole: {self.cause}"
+        return f"universe document {self.file.rel}: {self.doc.note}" if self.doc.note else None
+
 
 def _lock_file(staging: Path, name: str) -> Path:
     return staging / "_locks" / f"{name}.lock"
@@ -418,11 +425,7 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
     run_id = new_run_id()
     summary = RunSummary(run_id, opts.scope, str(opts.source), target_url.redacted, str(opts.staging), opts.unit_bytes)
     try:
-        try:
-            target.ensure_schema()
-        except BaseException:  # e.g. a table that cannot be migrated: the run is refused before it starts
-            remove_if_empty(made)
-            raise
+        target.ensure_schema()
         with _scope_lock(opts.staging, opts.scope, progress.note) as waited:
             if waited:
                 summary.warnings.append(f"waited {waited:.1f} s for another run on this staging directory to finish")
@@ -470,6 +473,9 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
     except adbc_driver_manager.Error as exc:
         raise EtlError(f"the target database {target_url.redacted} failed: {error_line(exc)}") from None
     finally:
+        # A run refused by its target (tables that cannot be migrated) leaves no staging folder it made;
+        # once a run took its lock, the folder holds the lock files and stays.
+        remove_if_empty(made)
         try:
             target.close()
         except KeyboardInterrupt:
@@ -734,7 +740,7 @@ class _Runner:
             shutil.rmtree(spills, ignore_errors=True)
         m = self.opts.market
         if m is not None and self._other_markets and not self.summary.total("loaded") and not any(
-            (self.staging / t.name / f"market={m}").is_dir() for t in DATA_TABLES
+            market_dir(self.staging, t, m).is_dir() for t in DATA_TABLES
         ):  # a misspelt --market loads nothing, successfully, run after run
             self.summary.warnings.append(
                 f"no row of market {m} loaded, nor staged before; the valid rows read are of "
@@ -1065,11 +1071,7 @@ class _Runner:
             self.summary.universe["files_rejected"] += rejects.height
             self.summary.universe["symbols_loaded"] += symbols
             # Not in rejects_by_reason, which counts lines (it adds up to `rejected`): a document is a file.
-            self.summary.warnings += [
-                f"universe document {d.file.rel} rejected whole: {d.cause}" if d.doc is None
-                else f"universe document {d.file.rel}: {d.doc.note}"
-                for d in batch if d.doc is None or d.doc.note
-            ]
+            self.summary.warnings += [w for w in (d.warning for d in batch) if w]
             self._commit(
                 [],
                 [rejects],
@@ -1137,7 +1139,7 @@ class _Runner:
                     writes.append((MARKET_UNIVERSE, m, day, part))
                 uni_markets.append((m, day, part))
         commit.written = [
-            (partition_dir(self.staging, t, m, d) / f"part-{commit.run_id}-{commit.seq:06d}.parquet")
+            (partition_dir(self.staging, t, m, d) / part_name(commit.run_id, commit.seq))
             .relative_to(self.staging)
             .as_posix()
             for t, m, d, _ in writes

@@ -66,8 +66,12 @@ def remove_if_empty(dirs: list[Path]) -> None:
             return
 
 
+def market_dir(staging: Path, table: Table, market: str) -> Path:
+    return staging / table.name / f"market={market}"
+
+
 def partition_dir(staging: Path, table: Table, market: str, day: date) -> Path:
-    return staging / table.name / f"market={market}" / f"trade_date={day.isoformat()}"
+    return market_dir(staging, table, market) / f"trade_date={day.isoformat()}"
 
 
 def spill_dir(staging: Path, scope: str) -> Path:
