@@ -115,24 +115,24 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(False, "--version", metavar="", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """observer-etl: the Observer archive into trading databases."""
 
 
 @app.command()
 def etl(
-    source: Optional[str] = typer.Option(None, "--source", help="Archive root, or a name in \\[sources] of observer.toml."),
-    target: Optional[str] = typer.Option(None, "--target", help="sqlite:///file.db, postgresql://..., or a name in \\[targets] of observer.toml."),
-    staging: Optional[str] = typer.Option(None, "--staging", help="Directory of the staged Parquet and the manifest."),
-    market: Optional[str] = typer.Option(None, "--market", help="Process only this market (parallel per-market runs)."),
-    security_master: Optional[str] = typer.Option(None, "--security-master", help="CSV symbol,market."),
-    holidays: Optional[str] = typer.Option(None, "--holidays", help="File of KRX holidays, one YYYY-MM-DD a line."),
-    config: Optional[Path] = typer.Option(None, "--config", help="observer.toml to use (default: ./observer.toml if present)."),
+    source: Optional[str] = typer.Option(None, "--source", metavar="PATH|NAME", help="Archive root, or a name in \\[sources] of observer.toml."),
+    target: Optional[str] = typer.Option(None, "--target", metavar="URL|NAME", help="sqlite:///file.db, postgresql://..., or a name in \\[targets] of observer.toml."),
+    staging: Optional[str] = typer.Option(None, "--staging", metavar="DIR", help="Directory of the staged Parquet and the manifest."),
+    market: Optional[str] = typer.Option(None, "--market", metavar="MARKET", help="Process only this market (parallel per-market runs)."),
+    security_master: Optional[str] = typer.Option(None, "--security-master", metavar="FILE", help="CSV symbol,market."),
+    holidays: Optional[str] = typer.Option(None, "--holidays", metavar="FILE", help="File of KRX holidays, one YYYY-MM-DD a line."),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="observer.toml to use (default: ./observer.toml if present)."),
     unit_size: Optional[str] = typer.Option(
-        None, "--unit-size", help="Most new bytes per commit, e.g. 16MB (default 128MB): smaller units lower the peak memory and load slower."
+        None, "--unit-size", metavar="SIZE", help="Most new bytes per commit, e.g. 16MB (default 128MB): smaller units lower the peak memory and load slower."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the run summary as one JSON object on stdout."),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="Print the run summary as one JSON object on stdout."),
 ) -> None:
     """Load the archive's new lines into the target database, incrementally."""
     # Polars (2.1) installs a SIGINT handler of its own at import, which only sets a flag that its next

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -333,6 +334,18 @@ def test_help_names_the_config_tables() -> None:
     assert r.returncode == 0, r.stderr
     assert "a name in [sources] of observer.toml" in r.stdout
     assert "a name in [targets] of observer.toml" in r.stdout
+
+
+def test_help_says_what_each_option_takes() -> None:
+    """A value's kind (a URL, a directory, a size), not Typer's Python type (``<str>``, ``<bool>`` on a flag)."""
+    r = cli("etl", "--help", env={"COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    for option, metavar in [("--source", "PATH|NAME"), ("--target", "URL|NAME"), ("--staging", "DIR"),
+                            ("--market", "MARKET"), ("--security-master", "FILE"), ("--holidays", "FILE"),
+                            ("--config", "FILE"), ("--unit-size", "SIZE")]:
+        assert re.search(rf"{re.escape(option)}\s+{re.escape(metavar)}\s", r.stdout), (option, r.stdout)
+    assert "<str>" not in r.stdout and "<path>" not in r.stdout
+    assert re.search(r"--json\s+Print the run summary", r.stdout), r.stdout
 
 
 def test_a_run_with_nothing_new_imports_neither_pyarrow_nor_numpy(tmp_path: Path, target_url: str) -> None:
