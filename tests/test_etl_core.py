@@ -166,6 +166,29 @@ def test_accepted_shapes(tmp_path: Path, target_url: str) -> None:
     assert [(str(d), q) for d, q in snap] == [("2026-01-22", "out_of_hours")]  # 07:29 KST
 
 
+def test_a_manual_tick_without_a_price_is_rejected_and_its_shares_go_to_the_next_trade(tmp_path: Path, target_url: str) -> None:
+    """The manual collector may write ``price.current: null`` (contract §2): the line is ``missing_field``
+    (a tick row is a trade at a price), and the symbol's next loaded trade's tick_volume includes its
+    shares, because acc_volume is cumulative (docs/design.md)."""
+    src = tmp_path / "a"
+    manual = {"session": "live_scalp_test", "volume": None}
+    lines = [
+        tick(ts="2026-01-30T13:05:40+09:00", execution_time="130540", acc=1000, **manual),
+        tick(ts="2026-01-30T13:05:41+09:00", execution_time="130541", acc=1300, price=None, **manual),
+        tick(ts="2026-01-30T13:05:42+09:00", execution_time="130542", acc=1500, **manual),
+    ]
+    # the manual variant's volume: {"tick", "accumulated", "trade_value"}
+    lines = [
+        line.replace('"volume": null', f'"volume": {{"tick": {t}, "accumulated": {a}, "trade_value": 1}}')
+        for line, (t, a) in zip(lines, [(1000, 1000), (300, 1300), (200, 1500)])
+    ]
+    write_lines(src / "assets/scalp/20260130.jsonl", lines)
+    s = run(src, target_url, tmp_path / "stg").to_dict()
+    assert (s["loaded"], s["rejects_by_reason"]) == (2, {"missing_field": 1})
+    assert rows(target_url, "SELECT line_number, reason FROM etl_rejects") == [(2, "missing_field")]
+    assert rows(target_url, "SELECT acc_volume, tick_volume FROM scalp_ticks ORDER BY acc_volume") == [(1000, None), (1500, 500)]
+
+
 def test_a_trade_with_and_without_its_exchange_time_is_one_row(tmp_path: Path, target_url: str) -> None:
     """One trade, once without ``execution_time`` (received in the trade's second) and once with it: one
     record (the cumulative volume names the trade), the copy with the exchange time winning. Keyed on the
