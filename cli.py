@@ -22,7 +22,29 @@ from engine.pipeline import EtlError, RunSummary, run_etl  # noqa: E402
 if TYPE_CHECKING:
     from rich.console import Console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="observer-etl: the Observer archive into trading databases.")
+
+
+class _HelpTakesNoValue:
+    """``--help`` shown without ``<bool>`` beside it (Typer 0.29 shows a flag's Python type as its value)."""
+
+    def get_help_option(self, ctx):  # type: ignore[no-untyped-def]
+        opt = super().get_help_option(ctx)  # type: ignore[misc]
+        if opt is not None:
+            opt.metavar = ""
+        return opt
+
+
+class _Group(_HelpTakesNoValue, typer.core.TyperGroup):
+    pass
+
+
+class _Command(_HelpTakesNoValue, typer.core.TyperCommand):
+    pass
+
+
+app = typer.Typer(
+    cls=_Group, add_completion=False, no_args_is_help=True, help="observer-etl: the Observer archive into trading databases."
+)
 
 
 @cache
@@ -120,13 +142,13 @@ def main(
     """observer-etl: the Observer archive into trading databases."""
 
 
-@app.command()
+@app.command(cls=_Command)
 def etl(
     source: Optional[str] = typer.Option(None, "--source", metavar="PATH|NAME", help="Archive root, or a name in \\[sources] of observer.toml."),
     target: Optional[str] = typer.Option(None, "--target", metavar="URL|NAME", help="sqlite:///file.db, postgresql://..., or a name in \\[targets] of observer.toml."),
     staging: Optional[str] = typer.Option(None, "--staging", metavar="DIR", help="Directory of the staged Parquet and the manifest."),
     market: Optional[str] = typer.Option(None, "--market", metavar="MARKET", help="Process only this market (parallel per-market runs)."),
-    security_master: Optional[str] = typer.Option(None, "--security-master", metavar="FILE", help="CSV symbol,market."),
+    security_master: Optional[str] = typer.Option(None, "--security-master", metavar="CSV", help="CSV symbol,market."),
     holidays: Optional[str] = typer.Option(None, "--holidays", metavar="FILE", help="File of KRX holidays, one YYYY-MM-DD a line."),
     config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="observer.toml to use (default: ./observer.toml if present)."),
     unit_size: Optional[str] = typer.Option(

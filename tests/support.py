@@ -14,7 +14,7 @@ import polars as pl
 from engine.config import RunOptions
 from engine.load import Target, parse_target
 from engine.pipeline import RunSummary, run_etl
-from schemas.tables import DATA_TABLES, ETL_REJECTS, ETL_WATERMARK
+from schemas.tables import DATA_TABLES, ETL_REJECTS, ETL_WATERMARK, Table
 
 REPO = Path(__file__).resolve().parent.parent
 VOLATILE = {"etl_timestamp", "run_id", "updated_at"}
@@ -98,17 +98,19 @@ def _sortable(df: pl.DataFrame, drop: set[str]) -> pl.DataFrame:
     return df.select(keep).sort(keep, nulls_last=True)
 
 
-def db_snapshot(target: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every data table, rejects and watermarks, without the columns that name the run or the clock."""
+def db_frames(target: str, names: list[str]) -> dict[str, pl.DataFrame]:
+    """Whole tables through one connection, dates and times as text (``_normalise_types``)."""
     t = Target(parse_target(target))
     try:
-        out = {}
-        for table in (*DATA_TABLES, ETL_REJECTS, ETL_WATERMARK):
-            df = t.read_table(table.name)
-            out[table.name] = _sortable(_normalise_types(df), VOLATILE).rows()
-        return out
+        return {name: _normalise_types(t.read_table(name)) for name in names}
     finally:
         t.close()
+
+
+def db_snapshot(target: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every data table, rejects and watermarks, without the columns that name the run or the clock."""
+    frames = db_frames(target, [t.name for t in (*DATA_TABLES, ETL_REJECTS, ETL_WATERMARK)])
+    return {name: _sortable(df, VOLATILE).rows() for name, df in frames.items()}
 
 
 def _normalise_types(df: pl.DataFrame) -> pl.DataFrame:
@@ -123,13 +125,15 @@ def _normalise_types(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def staged_frame(staging: Path, table: Table) -> pl.DataFrame | None:
+    """Every staged row of ``table`` (partition columns included, dates and times as text), None if none."""
+    files = sorted((staging / table.name).glob("**/part-*.parquet"))
+    return _normalise_types(pl.read_parquet(files, hive_partitioning=True)) if files else None
+
+
 def staged_snapshot(staging: Path) -> dict[str, list[tuple[Any, ...]]]:
     out = {}
     for table in DATA_TABLES:
-        files = sorted((staging / table.name).glob("**/part-*.parquet"))
-        if not files:
-            out[table.name] = []
-            continue
-        df = pl.read_parquet(files, hive_partitioning=True)
-        out[table.name] = _sortable(df.with_columns(pl.col(pl.Date).cast(pl.String)), VOLATILE).rows()
+        df = staged_frame(staging, table)
+        out[table.name] = [] if df is None else _sortable(df, VOLATILE).rows()
     return out

@@ -341,11 +341,13 @@ def test_help_says_what_each_option_takes() -> None:
     r = cli("etl", "--help", env={"COLUMNS": "200"})
     assert r.returncode == 0, r.stderr
     for option, metavar in [("--source", "PATH|NAME"), ("--target", "URL|NAME"), ("--staging", "DIR"),
-                            ("--market", "MARKET"), ("--security-master", "FILE"), ("--holidays", "FILE"),
+                            ("--market", "MARKET"), ("--security-master", "CSV"), ("--holidays", "FILE"),
                             ("--config", "FILE"), ("--unit-size", "SIZE")]:
         assert re.search(rf"{re.escape(option)}\s+{re.escape(metavar)}\s", r.stdout), (option, r.stdout)
-    assert "<str>" not in r.stdout and "<path>" not in r.stdout
+    assert "<str>" not in r.stdout and "<path>" not in r.stdout and "<bool>" not in r.stdout
     assert re.search(r"--json\s+Print the run summary", r.stdout), r.stdout
+    top = cli("--help", env={"COLUMNS": "200"})
+    assert top.returncode == 0 and "--help" in top.stdout and "<bool>" not in top.stdout, top.stdout
 
 
 def test_a_run_with_nothing_new_imports_neither_pyarrow_nor_numpy(tmp_path: Path, target_url: str) -> None:

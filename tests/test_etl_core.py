@@ -171,17 +171,12 @@ def test_a_manual_tick_without_a_price_is_rejected_and_its_shares_go_to_the_next
     (a tick row is a trade at a price), and the symbol's next loaded trade's tick_volume includes its
     shares, because acc_volume is cumulative (docs/design.md)."""
     src = tmp_path / "a"
-    manual = {"session": "live_scalp_test", "volume": None}
-    lines = [
-        tick(ts="2026-01-30T13:05:40+09:00", execution_time="130540", acc=1000, **manual),
-        tick(ts="2026-01-30T13:05:41+09:00", execution_time="130541", acc=1300, price=None, **manual),
-        tick(ts="2026-01-30T13:05:42+09:00", execution_time="130542", acc=1500, **manual),
-    ]
-    # the manual variant's volume: {"tick", "accumulated", "trade_value"}
-    lines = [
-        line.replace('"volume": null', f'"volume": {{"tick": {t}, "accumulated": {a}, "trade_value": 1}}')
-        for line, (t, a) in zip(lines, [(1000, 1000), (300, 1300), (200, 1500)])
-    ]
+
+    def manual(second: int, tick_shares: int, acc: int, **price: int | None) -> str:  # the manual collector's shape
+        return tick(ts=f"2026-01-30T13:05:{second}+09:00", execution_time=f"1305{second}", session="live_scalp_test",
+                    volume={"tick": tick_shares, "accumulated": acc, "trade_value": 1}, **price)
+
+    lines = [manual(40, 1000, 1000), manual(41, 300, 1300, price=None), manual(42, 200, 1500)]
     write_lines(src / "assets/scalp/20260130.jsonl", lines)
     s = run(src, target_url, tmp_path / "stg").to_dict()
     assert (s["loaded"], s["rejects_by_reason"]) == (2, {"missing_field": 1})

@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Iterator
 from unittest import mock
 
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from schemas.tables import SCALP_TICKS
 from tests.archive_timeline import copy_files, materialize, timeline, total_bytes
 from tests.conftest import pg_database_url
-from tests.support import db_snapshot, run, staged_snapshot
+from tests.support import VOLATILE, db_frames, db_snapshot, rows, run, staged_frame, staged_snapshot
 
 SETTINGS = settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
@@ -185,8 +187,6 @@ def test_universe_documents_rewritten_in_any_order(writes, runs_after) -> None: 
     any of the writes leave what one run after the last leaves."""
     import json
 
-    from tests.support import rows
-
     def membership(url: str) -> list[tuple]:
         return rows(url, "SELECT date, symbol, source_file, generated_at FROM market_universe ORDER BY 1, 2")
 
@@ -248,39 +248,16 @@ def _write(root: Path, lines: list[tuple[str, str]]) -> None:
             fh.write(text + "\n")
 
 
-def _stamps(rows_by_key: Iterator[dict]) -> dict[tuple, tuple]:  # type: ignore[type-arg]
-    """(symbol, trade_date, acc_volume) -> (the row without its run columns, etl_timestamp as UTC)."""
-    from datetime import datetime, timezone
-
-    def utc(v: object) -> datetime:
-        d = v if isinstance(v, datetime) else datetime.fromisoformat(str(v))
-        return d.astimezone(timezone.utc).replace(tzinfo=None) if d.tzinfo else d
-
-    return {
-        (r["symbol"], str(r["trade_date"]), r["acc_volume"]): (
-            tuple(str(v) for k, v in r.items() if k not in ("etl_timestamp", "run_id")), utc(r["etl_timestamp"])
-        )
-        for r in rows_by_key
-    }
-
-
-def _db_stamps(url: str) -> dict[tuple, tuple]:
-    from engine.load import Target, parse_target
-
-    t = Target(parse_target(url))
-    try:
-        return _stamps(t.read_table("scalp_ticks").iter_rows(named=True))
-    finally:
-        t.close()
-
-
-def _staged_stamps(staging: Path) -> dict[tuple, object]:
-    import polars as pl
-
-    files = sorted((staging / "scalp_ticks").glob("**/part-*.parquet"))
-    if not files:
+def _stamps(df: pl.DataFrame | None) -> dict[tuple, tuple]:  # type: ignore[type-arg]
+    """(symbol, trade_date, acc_volume) -> (the tick row without its run columns, etl_timestamp as ISO text)."""
+    if df is None:
         return {}
-    return {k: v[1] for k, v in _stamps(pl.read_parquet(files, hive_partitioning=True).iter_rows(named=True)).items()}
+    return {
+        (r["symbol"], r["trade_date"], r["acc_volume"]): (
+            tuple(str(v) for k, v in r.items() if k not in VOLATILE), r["etl_timestamp"]
+        )
+        for r in df.iter_rows(named=True)
+    }
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
@@ -288,9 +265,9 @@ def _staged_stamps(staging: Path) -> dict[tuple, object]:
 @given(lines=_lines(), data=st.data())
 def test_lines_in_any_order_and_runs_anywhere_give_one_runs_database(dialect: str, lines, data) -> None:  # type: ignore[no-untyped-def]
     """Any interleaving of a day's lines over its files, runs after any of them: the database and staged
-    Parquet of one run over the final archive. A row's etl_timestamp moves exactly when its content does
-    (a better copy, a recomputed tick_volume), the same in the database and in staging, so a reader that
-    pulls rows by etl_timestamp sees every change and nothing else."""
+    Parquet of one run over the final archive. A tick row's etl_timestamp moves exactly when its content
+    does (a better copy, a recomputed tick_volume), the same in the database and in staging, so a reader
+    that pulls rows by etl_timestamp sees every change and nothing else."""
     cuts = sorted(data.draw(st.sets(st.integers(1, len(lines) - 1), max_size=4))) if len(lines) > 1 else []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -302,13 +279,14 @@ def test_lines_in_any_order_and_runs_anywhere_give_one_runs_database(dialect: st
             for cut in [*cuts, len(lines)]:
                 _write(work / "a", lines[:cut])
                 run(work / "a", url, work / "stg")
-                after = _db_stamps(url)
+                after = _stamps(db_frames(url, [SCALP_TICKS.name])[SCALP_TICKS.name])
                 for key, (content, stamp) in after.items():
                     if key in before and before[key][0] == content:
                         assert stamp == before[key][1], ("an unchanged row was stamped again", key)
                     elif key in before:
                         assert stamp > before[key][1], ("a changed row kept its etl_timestamp", key)
-                assert _staged_stamps(work / "stg") == {k: v[1] for k, v in after.items()}
+                staged = _stamps(staged_frame(work / "stg", SCALP_TICKS))
+                assert {k: v[1] for k, v in staged.items()} == {k: v[1] for k, v in after.items()}
                 before = after
             assert db_snapshot(url) == db_snapshot(one)
             assert staged_snapshot(work / "stg") == staged_snapshot(work / "one-stg")
@@ -321,7 +299,6 @@ def test_a_new_staging_directory_leaves_the_loaded_rows_as_they_are(dialect: str
     """The same archive through a second staging directory into the same database: every row is offered
     again, equal to the loaded one (the upsert path, with a warning), and none is written again: its
     etl_timestamp stays, or a reader pulling by etl_timestamp would pull the whole table again."""
-    from tests.support import rows
 
     queries = ("SELECT symbol, acc_volume, etl_timestamp FROM scalp_ticks ORDER BY 1, 2",
                "SELECT symbol, snap_time, etl_timestamp FROM swing_snapshots ORDER BY 1, 2")
@@ -350,8 +327,6 @@ def test_a_dates_membership_is_its_newest_document_then_the_later_file_name(writ
     of two written at the same time, the one whose file name sorts last. Written times are drawn from
     three, so ties are common (the test above draws each write a time of its own)."""
     import json
-
-    from tests.support import rows
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
