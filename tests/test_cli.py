@@ -398,3 +398,23 @@ def test_the_cli_keeps_freed_pages_in_polars_allocator(inherited: str | None, us
     assert seen["cli"] == f"{polars_own},{polars_jemalloc_conf()}{user_part}"
     assert seen["engine.pipeline"] == polars_own + ("," + inherited if inherited else "")
     assert keep_freed_pages_in_polars() is False  # this process imported Polars long ago: too late
+
+
+def test_the_hosts_and_the_servers_time_zones_change_nothing(tmp_path: Path, target_url: str) -> None:
+    """Trade dates, session flags and stored instants come from the records' own offsets and KST, never
+    from the clock's zone: the sample archive loaded under TZ=Pacific/Chatham (+13:45, with daylight
+    saving), with PostgreSQL's session and database zones elsewhere again, gives the UTC host's tables."""
+    from tests.support import staged_snapshot
+
+    ref = f"sqlite:///{tmp_path / 'ref.db'}"
+    sample = str(REPO / "bench/sample_archive")
+    r = cli("etl", "--source", sample, "--target", ref, "--staging", str(tmp_path / "ref-stg"), "--json", env={"TZ": "UTC"})
+    assert r.returncode == 0, r.stderr
+    if target_url.startswith("postgresql"):
+        rows(target_url, f"ALTER DATABASE {target_url.rsplit('/', 1)[1]} SET timezone = 'America/New_York'")
+    r = cli("etl", "--source", sample, "--target", target_url, "--staging", str(tmp_path / "stg"), "--json",
+            env={"TZ": "Pacific/Chatham", "PGTZ": "Asia/Kolkata"})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["loaded"] > 0
+    assert db_snapshot(target_url) == db_snapshot(ref)
+    assert staged_snapshot(tmp_path / "stg") == staged_snapshot(tmp_path / "ref-stg")
