@@ -15,7 +15,7 @@ import pytest
 
 from engine.process import keep_freed_pages_in_polars, polars_jemalloc_conf
 from schemas.records import MARKET_RULE
-from tests.support import REPO, cli, db_snapshot, rows, swing, tick, write_lines
+from tests.support import REPO, cli, db_snapshot, rows, staged_snapshot, swing, tick, write_lines
 
 
 @pytest.fixture
@@ -402,10 +402,8 @@ def test_the_cli_keeps_freed_pages_in_polars_allocator(inherited: str | None, us
 
 def test_the_hosts_and_the_servers_time_zones_change_nothing(tmp_path: Path, target_url: str) -> None:
     """Trade dates, session flags and stored instants come from the records' own offsets and KST, never
-    from the clock's zone: the sample archive loaded under TZ=Pacific/Chatham (+13:45, with daylight
-    saving), with PostgreSQL's session and database zones elsewhere again, gives the UTC host's tables."""
-    from tests.support import staged_snapshot
-
+    from the clock's zone: the sample archive loaded under TZ=Pacific/Chatham (+12:45, +13:45 in its
+    summer), with PostgreSQL's session and database zones elsewhere again, gives the UTC host's tables."""
     ref = f"sqlite:///{tmp_path / 'ref.db'}"
     sample = str(REPO / "bench/sample_archive")
     r = cli("etl", "--source", sample, "--target", ref, "--staging", str(tmp_path / "ref-stg"), "--json", env={"TZ": "UTC"})
