@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
-
 class _HelpTakesNoValue:
     """``--help`` shown without ``<bool>`` beside it (Typer 0.29 shows a flag's Python type as its value)."""
 

@@ -98,14 +98,14 @@ class BenchConfig:
     keep_work: bool = False
     code: str | None = None  # a git revision to measure instead of the working tree
     unit_size: str | None = None  # every measured `observer etl` run's --unit-size (None: the engine's default)
-    command: str = ""
+    command: str = ""  # as typed, a --pg-url password redacted (it goes into results.json, which is committed)
 
     def to_json(self) -> dict[str, Any]:
-        """For results.json, which is committed: no password of --pg-url, in it or in the command."""
-        from engine.load import redact, redact_target
+        """For results.json, which is committed: no password of --pg-url."""
+        from engine.load import redact_target
 
         d = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
-        d["pg_url"], d["command"] = redact_target(self.pg_url), redact(self.command)
+        d["pg_url"] = redact_target(self.pg_url)
         return d
 
 
@@ -157,6 +157,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m bench") -> 
             ap.error(f"{flag} must be at least 1")
     # Late, like every engine import here: --help needs no Polars.
     from engine.config import ConfigError, parse_size as parse_bytes
+    from engine.load import redact
     from staging.layout import unwritable
 
     if ns.unit_size is not None:
@@ -179,7 +180,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m bench") -> 
         sizes=ns.lines, repeat=ns.repeat, targets=targets, out=ns.out, cache=ns.cache, seed=ns.seed,
         baseline_lines=ns.baseline_lines, baseline_repeat=ns.baseline_repeat, incr_lines=ns.incr_lines,
         pg_url=ns.pg_url or DEFAULT_PG, baselines=not ns.no_baselines, readme=ns.readme, keep_work=ns.keep_work, code=ns.code,
-        unit_size=ns.unit_size, command=shlex.join(shown),
+        unit_size=ns.unit_size, command=redact(shlex.join(shown)),
     )
 
 
@@ -640,7 +641,7 @@ class Bench:
         self.pg = PgServer(cfg.pg_url)
         self.results: dict[str, Any] = {
             "schema": 1,
-            "command": cfg.to_json()["command"],
+            "command": cfg.command,
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "finished_at": None,
             "machine": {},

@@ -222,7 +222,7 @@ def _recompute_tick_volume(
     if changed.height:
         # A row this commit rewrites carries its etl_timestamp, as a better copy does: a reader that pulls
         # rows newer than its last pull must see the changed value (new rows exist: they changed it).
-        stamp = pl.concat([inserts.select("etl_timestamp"), updates.select("etl_timestamp")]).item(0, 0)
+        stamp = (inserts if inserts.height else updates).item(0, "etl_timestamp")
         neighbours = (
             parts.rows(_parts_holding(staged, changed, pk))
             .join(changed, on=pk, how="inner")

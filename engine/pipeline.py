@@ -405,11 +405,20 @@ def new_run_id() -> str:
 
 def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
     """One ETL run over ``opts.source`` into ``opts.target``; raises EtlError with a readable message."""
-    t0 = time.perf_counter()
-    progress = progress or _NoProgress()
     if opts.unit_bytes < 1:  # the CLI's parse_size never gives one; a library caller might
         raise EtlError(f"the unit size must be at least one byte, not {opts.unit_bytes}")
-    made = missing_dirs(opts.staging)  # a run refused before it starts leaves no empty staging folder
+    # A run refused before it starts (a wrong target, an unreachable server, tables that cannot be
+    # migrated) leaves no empty staging folder it made; once a run took its lock, the folder holds the
+    # lock files and stays.
+    made = missing_dirs(opts.staging)
+    try:
+        return _run_etl(opts, progress or _NoProgress())
+    finally:
+        remove_if_empty(made)
+
+
+def _run_etl(opts: RunOptions, progress: Progress) -> RunSummary:
+    t0 = time.perf_counter()
     try:
         target_url = parse_target(opts.target)
         _check_source(opts.source)
@@ -417,11 +426,8 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
         master = load_security_master(opts.security_master) if opts.security_master else None
         holidays = load_holidays(opts.holidays) if opts.holidays else frozenset()
         target = Target(target_url)
-    except BaseException as exc:
-        remove_if_empty(made)
-        if isinstance(exc, (TargetError, ConfigError)):
-            raise EtlError(str(exc)) from None
-        raise
+    except (TargetError, ConfigError) as exc:
+        raise EtlError(str(exc)) from None
     run_id = new_run_id()
     summary = RunSummary(run_id, opts.scope, str(opts.source), target_url.redacted, str(opts.staging), opts.unit_bytes)
     try:
@@ -473,9 +479,6 @@ def run_etl(opts: RunOptions, progress: Progress | None = None) -> RunSummary:
     except adbc_driver_manager.Error as exc:
         raise EtlError(f"the target database {target_url.redacted} failed: {error_line(exc)}") from None
     finally:
-        # A run refused by its target (tables that cannot be migrated) leaves no staging folder it made;
-        # once a run took its lock, the folder holds the lock files and stays.
-        remove_if_empty(made)
         try:
             target.close()
         except KeyboardInterrupt:
@@ -657,11 +660,10 @@ class _Runner:
         # A gzip copy of a file read to its last byte (an hour rotated after it was loaded whole) holds
         # nothing the database lacks: naming it in every run from then on would bury the warning that
         # matters. One rotated while it still grew holds lines never read, and is named.
-        consumed = dict(zip(self.manifest["path"], self.manifest["consumed_bytes"]))
-        misnamed = [
-            u for u in unknown
-            if PurePosixPath(u).parent.name in ("scalp", "swing") and not _gzip_of_read(self.opts.source, u, consumed)
-        ]
+        misnamed = [u for u in unknown if PurePosixPath(u).parent.name in ("scalp", "swing")]
+        if misnamed:
+            consumed = dict(zip(self.manifest["path"], self.manifest["consumed_bytes"]))
+            misnamed = [u for u in misnamed if not _gzip_of_read(self.opts.source, u, consumed)]
         if misnamed:
             self.summary.warnings.append(
                 f"{len(misnamed)} file{'' if len(misnamed) == 1 else 's'} in scalp/ or swing/ not read, not named "

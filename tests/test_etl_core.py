@@ -15,7 +15,8 @@ import pytest
 from engine import scan
 from engine.load import Target, parse_target
 from schemas.records import REJECT_REASONS
-from tests.support import db_snapshot, rows, run, staged_snapshot, swing, tick, write_lines
+from schemas.tables import SCALP_TICKS
+from tests.support import db_snapshot, rows, run, staged_frame, staged_snapshot, swing, tick, write_lines
 
 SCALP = "assets/scalp/20260130_13.jsonl"
 NEXT_HOUR = "assets/scalp/20260130_14.jsonl"
@@ -468,7 +469,7 @@ def test_late_trade_updates_its_successors_tick_volume(tmp_path: Path, target_ur
     # staged Parquet alike, so that a reader pulling `etl_timestamp > last pull` sees the new value.
     stamps = rows(target_url, "SELECT acc_volume, etl_timestamp FROM scalp_ticks ORDER BY acc_volume")
     assert stamps[0][1] != stamps[1][1] == stamps[2][1], stamps
-    staged = pl.read_parquet(stg / "scalp_ticks" / "**" / "*.parquet").sort("acc_volume")
+    staged = staged_frame(stg, SCALP_TICKS).sort("acc_volume")  # (times as ISO text, which sorts as they do)
     assert staged["etl_timestamp"][0] < staged["etl_timestamp"][1] == staged["etl_timestamp"][2]
 
 
