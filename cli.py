@@ -115,6 +115,11 @@ def _render(summary: RunSummary) -> None:
     out.print(
         f"universe: {u['files_read']} files read, {u['symbols_loaded']} symbols loaded, {u['files_rejected']} files rejected"
     )
+    if d["reflagged"]:
+        out.print(
+            f"quality flags: {sum(d['reflagged'].values()):,} rows flagged again, the holiday list changed on "
+            + ", ".join(d["reflagged"]), highlight=False
+        )
     if d["rejects_by_reason"]:
         out.print("rejects: " + ", ".join(f"{r} {n:,}" for r, n in d["rejects_by_reason"].items()))
     for w in d["warnings"]:

@@ -14,13 +14,15 @@ it, let a copy without one and a copy with one become two rows whose primary key
 receive second being the exchange second): staging held both, and PostgreSQL's upsert failed on
 every run. ``tick_volume`` is recomputed from each symbol's first new trade on, so a late trade also
 updates its successor; a staged row that changes is rewritten with the other rows of its part only.
+
+A partition's rows also change when the holiday list does (``reflag_partition``): their quality flags.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -153,6 +155,32 @@ def resolve_partition(
         rewrite = pl.concat([rest.select(cols), all_updates, inserts]).sort(list(table.key))
         obsolete = [files[i] for i in touched]
     return PartitionDelta(table, market, day, inserts, all_updates, deletes, loaded, dups, rewrite, obsolete)
+
+
+def reflag_partition(
+    staging: Path, table: Table, market: str, day: date, flag: pl.Expr, stamp: datetime
+) -> PartitionDelta | None:
+    """A staged partition's rows whose quality flag ``flag`` computes differently now (the holiday list
+    changed): upserted with the run's ``stamp`` as their etl_timestamp, as any row a run changes, and the
+    partition rewritten whole (a day at most); None when no flag changes."""
+    files = part_files(partition_dir(staging, table, market, day))
+    if not files:
+        return None
+    cols = table.column_names
+    rows = with_partition_columns(read_parts(files, table), table, market, day).with_columns(_flag=flag)
+    differs = pl.col("quality_flag") != pl.col("_flag")
+    changed = (
+        rows.filter(differs)
+        .with_columns(quality_flag=pl.col("_flag"), etl_timestamp=pl.lit(stamp, dtype=pl.Datetime("us", "UTC")))
+        .select(cols)
+    )
+    if changed.height == 0:
+        return None
+    rewrite = pl.concat([rows.filter(~differs).select(cols), changed]).sort(list(table.key))
+    return PartitionDelta(
+        table, market, day, changed.clear(), changed, pl.DataFrame(schema=table.polars_schema(list(table.key))),
+        0, 0, rewrite, files,
+    )
 
 
 class _Parts:

@@ -772,8 +772,11 @@ class Target:
             )
 
     # -- runs -------------------------------------------------------------------------------------
-    def start_run(self, run_id: str, scope: str, source: str, started_at: datetime) -> None:
-        """Record the run as 'running' (a row of bind parameters: a run with nothing new loads nothing)."""
+    def start_run(self, run_id: str, scope: str, source: str, started_at: datetime, summary_json: str) -> None:
+        """Record the run as 'running' (a row of bind parameters: a run with nothing new loads nothing).
+
+        The summary as the run starts goes in at once: a run killed after its first commit has written
+        rows flagged with its holiday list, and the next run must know that list (``holiday_lists``)."""
         p = self.ph
         with self.transaction():
             # Runs of this scope left 'running' were killed: this run holds the scope lock now.
@@ -783,32 +786,20 @@ class Target:
             )
             self._exec(
                 "INSERT INTO etl_runs (run_id, started_at, status, market_scope, source, commits, lines_read, loaded, "
-                f"duplicates, rejected, held_back) VALUES ({p(1)}, {p(2)}{self._cast('timestamp')}, 'running', "
-                f"{p(3)}, {p(4)}, 0, 0, 0, 0, 0, 0)",
-                (run_id, _ts_param(self.dialect, started_at), scope, redact(source)),
+                f"duplicates, rejected, held_back, summary_json) VALUES ({p(1)}, {p(2)}{self._cast('timestamp')}, "
+                f"'running', {p(3)}, {p(4)}, 0, 0, 0, 0, 0, 0, {p(5)})",
+                (run_id, _ts_param(self.dialect, started_at), scope, redact(source), redact(summary_json)),
             )
 
-    def last_summary(self, scope: str) -> dict[str, Any] | None:
-        """The run summary of this scope's last run that succeeded, if any."""
+    def holiday_lists(self) -> list[list[str] | None]:
+        """Of every market scope, the holiday list of its last run that committed or succeeded: the list
+        its rows' quality flags were computed with (None: a run from before runs recorded theirs)."""
         rows = self._exec(
-            f"SELECT summary_json FROM etl_runs WHERE market_scope = {self.ph(1)} AND status = 'succeeded' "
-            "ORDER BY started_at DESC LIMIT 1",
-            (scope,),
+            "SELECT r.summary_json FROM etl_runs r JOIN (SELECT market_scope, max(started_at) AS started_at "
+            "FROM etl_runs WHERE commits > 0 OR status = 'succeeded' GROUP BY market_scope) last "
+            "ON r.market_scope = last.market_scope AND r.started_at = last.started_at"
         )
-        return json.loads(rows[0][0]) if rows and rows[0][0] else None
-
-    def rows_on(self, tables: tuple[Table, ...], days: list[date], market: str | None) -> int:
-        """Rows of ``tables`` whose trade date is one of ``days`` (of ``market``, if given)."""
-        if not days:
-            return 0
-        p = self.ph
-        marks = ", ".join(f"{p(i + 1)}{self._cast('date')}" for i in range(len(days)))
-        params: list[Any] = [d.isoformat() for d in days]
-        where = f"trade_date IN ({marks})"
-        if market is not None:
-            params.append(market)
-            where += f" AND market = {p(len(params))}"
-        return sum(int(self._exec(f"SELECT count(*) FROM {t.name} WHERE {where}", tuple(params))[0][0]) for t in tables)
+        return [json.loads(j).get("holidays") if j else None for (j,) in rows]
 
     def mark_commit(self, run_id: str, seq: int, counts: dict[str, int]) -> None:
         """Inside a commit's transaction: the record that makes the staged commit durable."""

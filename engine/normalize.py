@@ -28,7 +28,7 @@ from schemas.records import (
     Kind,
     is_market_name,
 )
-from schemas.tables import MARKET_UNIVERSE, SCALP_TICKS, SCHEMA_VERSION, SWING_SNAPSHOTS
+from schemas.tables import MARKET_UNIVERSE, SCALP_TICKS, SCHEMA_VERSION, SWING_SNAPSHOTS, Table
 
 # KST (Asia/Seoul) has been UTC+09:00 without daylight saving since 1988 (contract section 6: "no DST"), so
 # trade dates and session hours come from fixed-offset arithmetic: about 10x cheaper than a zone lookup
@@ -50,6 +50,19 @@ class Context:
 def kst_wall(utc: pl.Expr) -> pl.Expr:
     """A UTC instant as naive KST wall-clock time (dates, weekdays, session hours)."""
     return utc.dt.replace_time_zone(None) + KST_OFFSET
+
+
+def row_quality_flag(table: Table, holidays: frozenset[date]) -> pl.Expr:
+    """A tick's or snapshot's quality flag from the row's own columns: computed so when it loads, and again
+    on the rows staged when the holiday list changes (``dedup.reflag_partition``).
+
+    Its day is always the row's trade date: a tick's ``event_time`` is its trade date plus the exchange
+    time (or its receive time, whose date the trade date is), a snapshot's trade date is its time's."""
+    if table is SCALP_TICKS:
+        return quality_flag(kst_wall(pl.col("event_time")), pl.col("time_source") == "receive", holidays)
+    if table is SWING_SNAPSHOTS:
+        return quality_flag(kst_wall(pl.col("snap_time")), pl.lit(False), holidays)
+    raise ValueError(f"{table.name} has no quality flag")
 
 
 def utc_from_kst_wall(wall: pl.Expr) -> pl.Expr:
@@ -250,10 +263,8 @@ def normalize_scalp(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
         ask_price=_int_or_null(pl.col("_ask"), True),
         schema_version=pl.lit(SCHEMA_VERSION),
         etl_timestamp=pl.lit(ctx.etl_timestamp, dtype=pl.Datetime("us", "UTC")),
-        quality_flag=quality_flag(
-            kst_wall(pl.col("event_time")), et.is_null(), ctx.holidays
-        ),
     )
+    df = df.with_columns(quality_flag=row_quality_flag(SCALP_TICKS, ctx.holidays))
     return _split(df, SCALP_TICKS.column_names)
 
 
@@ -298,8 +309,8 @@ def normalize_swing(raw: pl.LazyFrame, ctx: Context) -> tuple[pl.DataFrame, pl.D
         session_id=pl.col("session"),
         schema_version=pl.lit(SCHEMA_VERSION),
         etl_timestamp=pl.lit(ctx.etl_timestamp, dtype=pl.Datetime("us", "UTC")),
-        quality_flag=quality_flag(kst, pl.lit(False), ctx.holidays),
     )
+    df = df.with_columns(quality_flag=row_quality_flag(SWING_SNAPSHOTS, ctx.holidays))
     return _split(df, SWING_SNAPSHOTS.column_names)
 
 

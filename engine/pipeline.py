@@ -95,6 +95,7 @@ class RunSummary:
     status: str = "running"
     error: str | None = None  # a failed run's cause, as the user was told it
     holidays: list[str] = field(default_factory=list)  # the holiday list the run flagged rows with (ISO dates)
+    reflagged: Counter = field(default_factory=Counter)  # rows flagged again for a changed holiday list, by trade date
 
     def total(self, attr: str) -> int:
         return sum(getattr(k, attr) for k in self.kinds.values())
@@ -127,6 +128,7 @@ class RunSummary:
             "stage_seconds": {k: round(v, 3) for k, v in sorted(self.stages.items())},
             "warnings": self.warnings,
             "holidays": self.holidays,
+            "reflagged": {d.isoformat(): n for d, n in sorted(self.reflagged.items())},
             "seconds": round(self.seconds, 3),
         }
 
@@ -349,25 +351,19 @@ def _check_staging_belongs_to(files: pl.DataFrame, staging: Path, target: Target
         )
 
 
-def _holidays_changed(target: Target, opts: RunOptions, holidays: frozenset[date]) -> list[str]:
-    """A warning when the holiday list differs from the last successful run's on days with rows loaded.
+def _holiday_days(target: Target, holidays: frozenset[date]) -> list[date]:
+    """The days whose rows may carry a flag computed with another holiday list than ``holidays``.
 
-    A row's quality flag is computed when it is loaded; a holiday added to (or taken from) the list
-    later does not change the flags of rows already in the tables and the staging.
+    Rows are flagged as they load, with their run's list, and flagged again when a later run's list
+    differs (``_Runner._reflag``, in that run's first commit); so each scope's rows carry the list of its
+    last run that committed. Scopes write one another's partitions: the days where any of those lists
+    differs from this one are checked (a day more is only a partition read for nothing).
     """
-    last = target.last_summary(opts.scope)
-    if last is None or "holidays" not in last:  # (runs before 2026-11-29 did not record theirs)
-        return []
-    changed = sorted({date.fromisoformat(d) for d in last["holidays"]} ^ holidays)
-    n = target.rows_on((SCALP_TICKS, SWING_SNAPSHOTS), changed, opts.market)
-    if not n:
-        return []
-    days = ", ".join(d.isoformat() for d in changed[:5]) + (", ..." if len(changed) > 5 else "")
-    return [
-        f"the holiday list differs from the last run's on {days}; the rows already loaded on those days ({n:,}) keep "
-        "the quality flags they were loaded with (load the archive into a new staging directory and database "
-        "to flag them again)"
-    ]
+    days: set[date] = set()
+    for listed in target.holiday_lists():
+        if listed is not None:  # (runs before 2026-11-29 did not record theirs)
+            days |= {date.fromisoformat(d) for d in listed} ^ holidays
+    return sorted(days)
 
 
 def _check_source(source: Path) -> None:
@@ -442,12 +438,12 @@ def _run_etl(opts: RunOptions, progress: Progress) -> RunSummary:
             runner = _Runner(opts, target, ctx, summary, progress)  # reads the manifest
             _check_staging_belongs_to(runner.manifest, opts.staging, target, target_url.redacted)
             summary.holidays = sorted(d.isoformat() for d in holidays)
-            summary.warnings += _holidays_changed(target, opts, holidays)
+            reflag = _holiday_days(target, holidays)
             # From here on the run is in etl_runs, and whatever stops it marks it failed there.
-            target.start_run(run_id, opts.scope, str(opts.source), now)
+            target.start_run(run_id, opts.scope, str(opts.source), now, json.dumps(summary.to_dict()))
             try:
                 deferred = target.begin_bulk_load(DATA_TABLES)
-                runner.run()
+                runner.run(reflag)
                 target.end_bulk_load(deferred)
                 # Inside the try: a Ctrl-C or SIGTERM before this row commits marks the run failed, as
                 # any other stop does, instead of leaving it 'running' for the next run to call abandoned.
@@ -732,12 +728,12 @@ class _Runner:
                 reads.append(_Read(f, entry["consumed_bytes"], entry["lines_consumed"] + 1, False, retake=tail_read))
         return reads, docs, newest
 
-    def run(self) -> None:
+    def run(self, reflag: Sequence[date] = ()) -> None:
         spills = spill_dir(self.staging, self.opts.scope)
         shutil.rmtree(spills, ignore_errors=True)  # a killed run's: this scope's lock is ours
         remove_stray_temporaries(self.staging, DATA_TABLES, self.opts.market)
         try:
-            self._run()
+            self._run(reflag)
         finally:
             shutil.rmtree(spills, ignore_errors=True)
         m = self.opts.market
@@ -749,7 +745,7 @@ class _Runner:
                 f"{', '.join(sorted(self._other_markets)[:5])} (market names are case-sensitive)"
             )
 
-    def _run(self) -> None:
+    def _run(self, reflag: Sequence[date]) -> None:
         reads, docs, newest = self._plan()
         self.progress.plan(len(reads) + len(docs), _new_bytes(reads))
         unit_bytes = self.opts.unit_bytes
@@ -769,6 +765,8 @@ class _Runner:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool, ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="stage"
         ) as self._stager:
+            if reflag:
+                self._reflag(reflag)
             ahead: deque[tuple[Future[_Prepared], int]] = deque()
             taken = 0  # units handed to _finish
 
@@ -792,6 +790,31 @@ class _Runner:
             batch = [doc for doc in map(self._read_universe, sorted(docs, key=lambda f: (f.file_date, f.rel))) if doc]
             if batch:
                 self._commit_universe(batch)
+
+    # -- quality flags of rows already loaded ---------------------------------------------------------
+    def _reflag(self, days: Sequence[date]) -> None:
+        """Flag the staged and loaded rows of ``days`` again with this run's holiday list, in the run's first
+        commit: a holiday added to the list later makes its day's rows ``non_trading_day`` where they are,
+        without a reload (which the archive may no longer allow: universe files are deleted upstream)."""
+        deltas: list[dedup.PartitionDelta] = []
+        changed: Counter = Counter()
+        with _timed(self.summary, "dedup"):
+            for table in (SCALP_TICKS, SWING_SNAPSHOTS):
+                flag = normalize.row_quality_flag(table, self.ctx.holidays)
+                base = self.staging / table.name
+                markets = (
+                    [self.opts.market] if self.opts.market is not None
+                    else sorted(p.name.removeprefix("market=") for p in base.glob("market=*"))
+                )
+                for m in markets:
+                    for day in days:
+                        delta = dedup.reflag_partition(self.staging, table, m, day, flag, self.ctx.etl_timestamp)
+                        if delta is not None:
+                            deltas.append(delta)
+                            changed[day] += delta.updates.height
+        if deltas:
+            self._commit(deltas, [], None, [])
+            self.summary.reflagged = changed
 
     # -- JSONL units ------------------------------------------------------------------------------
     def _prepare(self, unit: list[_Read], newest: set[str]) -> _Prepared:

@@ -221,3 +221,39 @@ def test_an_all_markets_runs_killed_commit_is_settled_by_a_market_run(
     assert db_snapshot(second_target) == want[0]
     assert staged_snapshot(staging) == want[1]
     assert not list((staging / "_manifest").glob("*/pending-*")), "a pending commit was left behind"
+
+
+@pytest.mark.parametrize("then", ["the same list", "the list before"])
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_kill_during_the_commit_that_flags_loaded_rows_again(
+    point: str, then: str, target_url: str, second_target: str, tmp_path: Path
+) -> None:
+    """A holiday added to the list: the next run's first commit flags that day's loaded rows again. Killed at
+    each point of that commit, then run with the same list, or with the list before (the holiday taken
+    back, whether or not the killed run's commit reached the database): the tables and the staging are those
+    of one clean run with that list. (A killed run's list must be on record: its rows carry it.)"""
+    from tests.support import swing, tick, write_lines
+
+    root, staging = tmp_path / "archive", tmp_path / "stg"
+    write_lines(root / "assets/scalp/20260130_13.jsonl", [tick(acc=1), tick(acc=2, execution_time=None)])
+    write_lines(root / "assets/swing/20260130.jsonl", [swing()])
+    write_lines(root / "assets/scalp/20260129_13.jsonl", [tick(ts="2026-01-29T13:05:12+09:00", acc=1)])
+    before, added = tmp_path / "before.txt", tmp_path / "added.txt"
+    before.write_text("2026-02-16\n")
+    added.write_text("2026-02-16\n2026-01-30\n")
+    final = added if then == "the same list" else before
+
+    def etl(url: str, stg: Path, holidays: Path, crash: str | None = None) -> subprocess.CompletedProcess[str]:
+        return cli("etl", "--source", str(root), "--target", url, "--staging", str(stg), "--holidays", str(holidays),
+                   "--json", env={"OBSERVER_ETL_CRASH_AT": crash} if crash else None)
+
+    assert etl(target_url, tmp_path / "ref-stg", final).returncode == 0
+    want = db_snapshot(target_url), staged_snapshot(tmp_path / "ref-stg")
+    assert etl(second_target, staging, before).returncode == 0
+    r = etl(second_target, staging, added, crash=f"{point}@1")
+    assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr)
+    r = etl(second_target, staging, final)
+    assert r.returncode == 0, r.stderr
+    assert db_snapshot(second_target) == want[0]
+    assert staged_snapshot(staging) == want[1]
+    assert not list((staging / "_manifest").glob("*/pending-*")), "a pending commit was left behind"

@@ -16,7 +16,7 @@ from engine import scan
 from engine.load import Target, parse_target
 from schemas.records import REJECT_REASONS
 from schemas.tables import SCALP_TICKS
-from tests.support import db_snapshot, rows, run, staged_frame, staged_snapshot, swing, tick, write_lines
+from tests.support import db_frames, db_snapshot, rows, run, staged_frame, staged_snapshot, swing, tick, write_lines
 
 SCALP = "assets/scalp/20260130_13.jsonl"
 NEXT_HOUR = "assets/scalp/20260130_14.jsonl"
@@ -359,25 +359,72 @@ def test_a_listed_holiday_flags_its_rows_non_trading_day(tmp_path: Path) -> None
     assert [(str(d), q) for d, q in got] == [("2026-01-29", "normal"), ("2026-01-30", "non_trading_day")]
 
 
-def test_a_holiday_list_changed_on_days_already_loaded_warns(tmp_path: Path, target_url: str) -> None:
-    """Flags are computed when rows load: a holiday added later left them 'normal', without a word.
-    A change on days with no rows, or none at all, is quiet; the run records the list it used."""
+def _flags_and_stamps(target_url: str, staging: Path) -> dict[str, list[tuple]]:
+    """(trade_date, symbol, quality_flag, etl_timestamp) of every tick and snapshot, in the database and
+    in the staged Parquet (which must agree)."""
+    from schemas.tables import SWING_SNAPSHOTS
+
+    cols = ["trade_date", "symbol", "time", "quality_flag", "etl_timestamp"]
+    out = {}
+    for table, time_col in ((SCALP_TICKS, "event_time"), (SWING_SNAPSHOTS, "snap_time")):
+        (db,) = db_frames(target_url, [table.name]).values()
+        got = db.rename({time_col: "time"}).select(cols).sort(cols).rows()
+        staged = staged_frame(staging, table)
+        assert staged is not None and staged.rename({time_col: "time"}).select(cols).sort(cols).rows() == got
+        out[table.name] = got
+    return out
+
+
+def test_a_changed_holiday_list_flags_the_rows_already_loaded_again(tmp_path: Path, target_url: str) -> None:
+    """Flags are computed as rows load; a holiday added to the list later (or taken off it) used to leave
+    the loaded rows as they were, with a warning that said to reload, which the archive may no longer
+    allow (universe files are deleted upstream). The next run flags them again, in the database and in
+    the staging, and stamps exactly those rows with its etl_timestamp; the result is a fresh load's with
+    the new list."""
     src, stg = tmp_path / "a", tmp_path / "stg"
-    write_lines(src / SCALP, [tick(acc=1, execution_time="130512")])  # Friday 2026-01-30
+    write_lines(src / SCALP, [tick(acc=1, execution_time="130512"), tick(acc=2, execution_time=None)])  # Fri 01-30
+    write_lines(src / "assets/scalp/20260129_13.jsonl", [tick(ts="2026-01-29T13:05:12+09:00", acc=1)])
+    write_lines(src / "assets/swing/20260130.jsonl", [swing()])
+    write_lines(src / "assets/swing/20260129.jsonl", [swing(ts="2026-01-29T13:11:47+09:00")])
     holidays = tmp_path / "h.txt"
-    holidays.write_text("2026-02-16\n")
-    assert run(src, target_url, stg, holidays=holidays).to_dict()["holidays"] == ["2026-02-16"]
-    holidays.write_text("2026-02-16\n2026-02-17\n")  # no rows on the 17th
-    assert run(src, target_url, stg, holidays=holidays).to_dict()["warnings"] == []
-    holidays.write_text("2026-01-30\n")
-    s = run(src, target_url, stg, holidays=holidays).to_dict()
-    assert s["warnings"] == [
-        "the holiday list differs from the last run's on 2026-01-30, 2026-02-16, 2026-02-17; the rows already loaded "
-        "on those days (1) keep the quality flags they were loaded with (load the archive into a new staging directory "
-        "and database to flag them again)"
-    ]
-    assert rows(target_url, "SELECT quality_flag FROM scalp_ticks") == [("normal",)]  # as the warning says
-    assert run(src, target_url, stg, holidays=holidays).to_dict()["warnings"] == []
+
+    def with_list(*days: str) -> dict:
+        holidays.write_text("".join(f"{d}\n" for d in days))
+        return run(src, target_url, stg, holidays=holidays).to_dict()
+
+    first = with_list("2026-02-16")
+    assert first["holidays"] == ["2026-02-16"] and first["reflagged"] == {}
+    loaded = _flags_and_stamps(target_url, stg)
+    assert {r[3] for r in loaded["scalp_ticks"]} == {"normal", "degraded"}
+    s = with_list("2026-02-16", "2026-02-17")  # no rows on the 17th: nothing to commit
+    assert (s["reflagged"], s["commits"], s["warnings"]) == ({}, 0, [])
+
+    s = with_list("2026-01-30")
+    assert s["warnings"] == [] and s["reflagged"] == {"2026-01-30": 3} and s["commits"] == 1
+    assert s["tables"] == {
+        "scalp_ticks": {"inserted": 0, "updated": 2, "deleted": 0},
+        "swing_snapshots": {"inserted": 0, "updated": 1, "deleted": 0},
+    }
+    (runs,) = db_frames(target_url, ["etl_runs"]).values()
+    stamp = runs.filter(pl.col("run_id") == s["run_id"])["started_at"].item()
+    now = _flags_and_stamps(target_url, stg)
+    for name in now:
+        for before, after in zip(loaded[name], now[name], strict=True):
+            assert before[:3] == after[:3]
+            if after[0] == "2026-01-30":
+                assert after[3:] == ("non_trading_day", stamp)
+            else:
+                assert after[3:] == before[3:]  # the other day's rows are not touched
+    fresh = tmp_path / "fresh"
+    run(src, f"sqlite:///{fresh / 't.db'}", fresh / "stg", holidays=holidays)
+    assert db_snapshot(target_url) == db_snapshot(f"sqlite:///{fresh / 't.db'}")
+    assert staged_snapshot(stg) == staged_snapshot(fresh / "stg")
+
+    s = with_list("2026-01-30")  # the same list again: nothing to do
+    assert (s["reflagged"], s["commits"]) == ({}, 0)
+    s = with_list()  # taken off the list: the rows are flagged as before
+    assert s["reflagged"] == {"2026-01-30": 3}
+    assert [r[:4] for r in _flags_and_stamps(target_url, stg)["scalp_ticks"]] == [r[:4] for r in loaded["scalp_ticks"]]
 
 
 def test_a_holiday_list_that_is_not_utf8_is_one_sentence(tmp_path: Path) -> None:

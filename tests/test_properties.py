@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+from datetime import date
 from pathlib import Path
 from typing import Iterator
 from unittest import mock
@@ -120,6 +121,32 @@ def test_whole_files_in_any_order(reference, data) -> None:  # type: ignore[no-u
                 run(work / "archive", url, work / "stg")
             assert db_snapshot(url) == want_db
             assert staged_snapshot(work / "stg") == want_staged
+
+
+@SETTINGS
+@given(data=st.data())
+def test_holiday_lists_changed_between_growing_runs_give_one_run_with_the_last(reference, data) -> None:  # type: ignore[no-untyped-def]
+    """Rows are flagged as they load, with their run's holiday list, and flagged again when a later run's
+    list differs: any lists over any growing runs give the database and staging of one run with the last."""
+    dialect, root, _, _, _ = reference
+    pieces = timeline(root)
+    days = sorted({date.fromisoformat(f"{n[:4]}-{n[4:6]}-{n[6:8]}") for n in (p.rel.rsplit("/", 1)[1] for p in pieces)
+                   if n[:8].isdigit()})
+    cuts = sorted(data.draw(st.lists(st.integers(0, total_bytes(pieces)), min_size=1, max_size=3)))
+    lists = data.draw(st.lists(st.sets(st.sampled_from(days), max_size=3), min_size=len(cuts) + 1, max_size=len(cuts) + 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        holidays = work / "holidays.txt"
+        with fresh_target(dialect, work) as url:
+            for cut, listed in zip([*cuts, total_bytes(pieces)], lists):
+                materialize(work / "archive", pieces, cut)
+                holidays.write_text("".join(f"{d.isoformat()}\n" for d in sorted(listed)))
+                run(work / "archive", url, work / "stg", holidays=holidays)
+            got = db_snapshot(url), staged_snapshot(work / "stg")
+        (work / "one").mkdir()
+        with fresh_target(dialect, work / "one") as url:
+            run(root, url, work / "one" / "stg", holidays=holidays)
+            assert got == (db_snapshot(url), staged_snapshot(work / "one" / "stg"))
 
 
 @pytest.mark.parametrize(
