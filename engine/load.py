@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import adbc_driver_manager
@@ -40,6 +40,7 @@ from adbc_driver_manager import AdbcConnection, AdbcDatabase, AdbcStatement, Sta
 from engine.config import ConfigError
 from schemas.tables import (
     ALL_TABLES,
+    ETL_FLAG_LISTS,
     ETL_REJECTS,
     ETL_SCHEMA,
     ETL_WATERMARK,
@@ -772,11 +773,8 @@ class Target:
             )
 
     # -- runs -------------------------------------------------------------------------------------
-    def start_run(self, run_id: str, scope: str, source: str, started_at: datetime, summary_json: str) -> None:
-        """Record the run as 'running' (a row of bind parameters: a run with nothing new loads nothing).
-
-        The summary as the run starts goes in at once: a run killed after its first commit has written
-        rows flagged with its holiday list, and the next run must know that list (``holiday_lists``)."""
+    def start_run(self, run_id: str, scope: str, source: str, started_at: datetime) -> None:
+        """Record the run as 'running' (a row of bind parameters: a run with nothing new loads nothing)."""
         p = self.ph
         with self.transaction():
             # Runs of this scope left 'running' were killed: this run holds the scope lock now.
@@ -786,20 +784,25 @@ class Target:
             )
             self._exec(
                 "INSERT INTO etl_runs (run_id, started_at, status, market_scope, source, commits, lines_read, loaded, "
-                f"duplicates, rejected, held_back, summary_json) VALUES ({p(1)}, {p(2)}{self._cast('timestamp')}, "
-                f"'running', {p(3)}, {p(4)}, 0, 0, 0, 0, 0, 0, {p(5)})",
-                (run_id, _ts_param(self.dialect, started_at), scope, redact(source), redact(summary_json)),
+                f"duplicates, rejected, held_back) VALUES ({p(1)}, {p(2)}{self._cast('timestamp')}, 'running', "
+                f"{p(3)}, {p(4)}, 0, 0, 0, 0, 0, 0)",
+                (run_id, _ts_param(self.dialect, started_at), scope, redact(source)),
             )
 
-    def holiday_lists(self) -> list[list[str] | None]:
-        """Of every market scope, the holiday list of its last run that committed or succeeded: the list
-        its rows' quality flags were computed with (None: a run from before runs recorded theirs)."""
-        rows = self._exec(
-            "SELECT r.summary_json FROM etl_runs r JOIN (SELECT market_scope, max(started_at) AS started_at "
-            "FROM etl_runs WHERE commits > 0 OR status = 'succeeded' GROUP BY market_scope) last "
-            "ON r.market_scope = last.market_scope AND r.started_at = last.started_at"
-        )
-        return [json.loads(j).get("holidays") if j else None for (j,) in rows]
+    def flag_lists(self) -> dict[str, str]:
+        """The holiday list each market's rows were flagged with (``ETL_FLAG_LISTS``), by market."""
+        return {str(m): str(h) for m, h in self._exec(f"SELECT market, holidays FROM {ETL_FLAG_LISTS.name}")}
+
+    def record_flag_lists(self, markets: Sequence[str], holidays: str, run_id: str, at: datetime) -> None:
+        """Inside a commit's transaction: ``markets``' rows now carry the flags of ``holidays``."""
+        p, t = self.ph, ETL_FLAG_LISTS.name
+        for m in markets:
+            self._exec(
+                f"INSERT INTO {t} (market, holidays, run_id, updated_at) VALUES ({p(1)}, {p(2)}, {p(3)}, "
+                f"{p(4)}{self._cast('timestamp')}) ON CONFLICT (market) DO UPDATE SET holidays = excluded.holidays, "
+                "run_id = excluded.run_id, updated_at = excluded.updated_at",
+                (m, holidays, run_id, _ts_param(self.dialect, at)),
+            )
 
     def mark_commit(self, run_id: str, seq: int, counts: dict[str, int]) -> None:
         """Inside a commit's transaction: the record that makes the staged commit durable."""

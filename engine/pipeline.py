@@ -351,19 +351,9 @@ def _check_staging_belongs_to(files: pl.DataFrame, staging: Path, target: Target
         )
 
 
-def _holiday_days(target: Target, holidays: frozenset[date]) -> list[date]:
-    """The days whose rows may carry a flag computed with another holiday list than ``holidays``.
-
-    Rows are flagged as they load, with their run's list, and flagged again when a later run's list
-    differs (``_Runner._reflag``, in that run's first commit); so each scope's rows carry the list of its
-    last run that committed. Scopes write one another's partitions: the days where any of those lists
-    differs from this one are checked (a day more is only a partition read for nothing).
-    """
-    days: set[date] = set()
-    for listed in target.holiday_lists():
-        if listed is not None:  # (runs before 2026-11-29 did not record theirs)
-            days |= {date.fromisoformat(d) for d in listed} ^ holidays
-    return sorted(days)
+def _holiday_dates(text: str) -> set[date]:
+    """A holiday list as ``etl_flag_lists`` holds it (ISO dates, comma-separated) as dates."""
+    return {date.fromisoformat(d) for d in text.split(",") if d}
 
 
 def _check_source(source: Path) -> None:
@@ -438,12 +428,11 @@ def _run_etl(opts: RunOptions, progress: Progress) -> RunSummary:
             runner = _Runner(opts, target, ctx, summary, progress)  # reads the manifest
             _check_staging_belongs_to(runner.manifest, opts.staging, target, target_url.redacted)
             summary.holidays = sorted(d.isoformat() for d in holidays)
-            reflag = _holiday_days(target, holidays)
             # From here on the run is in etl_runs, and whatever stops it marks it failed there.
-            target.start_run(run_id, opts.scope, str(opts.source), now, json.dumps(summary.to_dict()))
+            target.start_run(run_id, opts.scope, str(opts.source), now)
             try:
                 deferred = target.begin_bulk_load(DATA_TABLES)
-                runner.run(reflag)
+                runner.run()
                 target.end_bulk_load(deferred)
                 # Inside the try: a Ctrl-C or SIGTERM before this row commits marks the run failed, as
                 # any other stop does, instead of leaving it 'running' for the next run to call abandoned.
@@ -641,6 +630,8 @@ class _Runner:
         self._stale_docs: set[str] = set()  # (_plan)
         self._other_markets: set[str] = set()  # the prepare worker's: markets of rows a --market run left out
         self._stager: ThreadPoolExecutor  # writes a commit's staged files while the database loads (run())
+        self._holidays_text = ",".join(sorted(d.isoformat() for d in ctx.holidays))  # as etl_flag_lists holds it
+        self._flag_lists = target.flag_lists()  # the list each market's rows carry, as committed
 
     # -- planning ---------------------------------------------------------------------------------
     def _plan(self) -> tuple[list[_Read], list[scan.ArchiveFile], set[str]]:
@@ -728,12 +719,12 @@ class _Runner:
                 reads.append(_Read(f, entry["consumed_bytes"], entry["lines_consumed"] + 1, False, retake=tail_read))
         return reads, docs, newest
 
-    def run(self, reflag: Sequence[date] = ()) -> None:
+    def run(self) -> None:
         spills = spill_dir(self.staging, self.opts.scope)
         shutil.rmtree(spills, ignore_errors=True)  # a killed run's: this scope's lock is ours
         remove_stray_temporaries(self.staging, DATA_TABLES, self.opts.market)
         try:
-            self._run(reflag)
+            self._run()
         finally:
             shutil.rmtree(spills, ignore_errors=True)
         m = self.opts.market
@@ -745,7 +736,7 @@ class _Runner:
                 f"{', '.join(sorted(self._other_markets)[:5])} (market names are case-sensitive)"
             )
 
-    def _run(self, reflag: Sequence[date]) -> None:
+    def _run(self) -> None:
         reads, docs, newest = self._plan()
         self.progress.plan(len(reads) + len(docs), _new_bytes(reads))
         unit_bytes = self.opts.unit_bytes
@@ -765,8 +756,7 @@ class _Runner:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") as pool, ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="stage"
         ) as self._stager:
-            if reflag:
-                self._reflag(reflag)
+            self._reflag()
             ahead: deque[tuple[Future[_Prepared], int]] = deque()
             taken = 0  # units handed to _finish
 
@@ -792,29 +782,43 @@ class _Runner:
                 self._commit_universe(batch)
 
     # -- quality flags of rows already loaded ---------------------------------------------------------
-    def _reflag(self, days: Sequence[date]) -> None:
-        """Flag the staged and loaded rows of ``days`` again with this run's holiday list, in the run's first
-        commit: a holiday added to the list later makes its day's rows ``non_trading_day`` where they are,
-        without a reload (which the archive may no longer allow: universe files are deleted upstream)."""
+    def _reflag(self) -> None:
+        """Flag the staged and loaded rows again where this run's holiday list differs from the one they
+        were flagged with, in the run's first commit, before any new line: a holiday added to the list
+        later makes its day's rows ``non_trading_day`` where they are, without a reload (which the archive
+        may no longer allow: universe files are deleted upstream).
+
+        ``etl_flag_lists`` says, per market, which list its rows carry; a market staged here without one
+        (a database from before that table) has every staged day checked, once.
+        """
+        want = self._holidays_text
+        recorded = self._flag_lists
         deltas: list[dedup.PartitionDelta] = []
         changed: Counter = Counter()
+        checked: set[str] = set()
         with _timed(self.summary, "dedup"):
             for table in (SCALP_TICKS, SWING_SNAPSHOTS):
                 flag = normalize.row_quality_flag(table, self.ctx.holidays)
-                base = self.staging / table.name
-                markets = (
-                    [self.opts.market] if self.opts.market is not None
-                    else sorted(p.name.removeprefix("market=") for p in base.glob("market=*"))
-                )
-                for m in markets:
-                    for day in days:
-                        delta = dedup.reflag_partition(self.staging, table, m, day, flag, self.ctx.etl_timestamp)
-                        if delta is not None:
-                            deltas.append(delta)
-                            changed[day] += delta.updates.height
-        if deltas:
-            self._commit(deltas, [], None, [])
+                for m in self._staged_markets(table):
+                    if recorded.get(m) == want:
+                        continue
+                    checked.add(m)
+                    listed = recorded.get(m)
+                    days = None if listed is None else _holiday_dates(listed) ^ self.ctx.holidays
+                    for _, day, _ in partitions(self.staging, table, m):
+                        if days is None or day in days:
+                            delta = dedup.reflag_partition(self.staging, table, m, day, flag, self.ctx.etl_timestamp)
+                            if delta is not None:
+                                deltas.append(delta)
+                                changed[day] += delta.updates.height
+        if checked:
+            self._commit(deltas, [], None, [], flagged=sorted(checked))
             self.summary.reflagged = changed
+
+    def _staged_markets(self, table: Table) -> list[str]:
+        """The markets of this run's scope that ``table`` has staged partitions of."""
+        found = sorted(p.name.removeprefix("market=") for p in (self.staging / table.name).glob("market=*"))
+        return [m for m in found if self.opts.market in (None, m)]
 
     # -- JSONL units ------------------------------------------------------------------------------
     def _prepare(self, unit: list[_Read], newest: set[str]) -> _Prepared:
@@ -1143,9 +1147,15 @@ class _Runner:
         # (file, line): files read again from that line on (0: the start, a rewritten JSONL file, a changed
         # document; else a last line read again now that the file has grown)
         reread: Sequence[tuple[str, int]] = (),
+        flagged: Sequence[str] = (),  # markets whose rows _reflag checked
     ) -> None:
         """Stage, load and record one unit (see staging.manifest for the order and recovery)."""
         self.seq += 1
+        # Markets whose ticks or snapshots this commit writes (or checked) now carry the run's holiday list.
+        flags = sorted(
+            m for m in {d.market for d in deltas if d.table in (SCALP_TICKS, SWING_SNAPSHOTS)} | set(flagged)
+            if self._flag_lists.get(m) != self._holidays_text
+        )
         commit = manifest.PendingCommit(self.summary.run_id, self.seq)
         writes: list[tuple[Table, str, date, pl.DataFrame]] = []
         for d in deltas:
@@ -1178,7 +1188,7 @@ class _Runner:
         staged = self._stager.submit(self._stage, commit, writes, manifest_rows)
         with _timed(self.summary, "load"):
             try:
-                self._load(deltas, rejects, wm, uni_markets, use_append=True, reread=reread,
+                self._load(deltas, rejects, wm, uni_markets, use_append=True, reread=reread, flags=flags,
                            staged=staged.result)
             except adbc_driver_manager.Error as exc:
                 if not is_key_conflict(exc):
@@ -1187,10 +1197,11 @@ class _Runner:
                     "the database already held rows this staging directory did not know (was it reset, or did "
                     "the security master move a symbol to another market?): upserting instead"
                 )
-                self._load(deltas, rejects, wm, uni_markets, use_append=False, reread=reread,
+                self._load(deltas, rejects, wm, uni_markets, use_append=False, reread=reread, flags=flags,
                            staged=staged.result)
             finally:
                 staged.exception()  # never leave the thread writing after this commit has failed
+        self._flag_lists.update(dict.fromkeys(flags, self._holidays_text))
         _crash_point("db_committed", self.seq)
         with _timed(self.summary, "stage"):
             manifest.promote(self.staging, self.opts.scope, commit, lambda step: _crash_point(step, commit.seq))
@@ -1215,7 +1226,7 @@ class _Runner:
             manifest.finish_pending(self.staging, self.opts.scope, commit, self.manifest)
             _crash_point("pending_written", commit.seq)
 
-    def _load(self, deltas, rejects, wm, uni_markets, use_append: bool, reread: Sequence[tuple[str, int]], staged) -> None:  # type: ignore[no-untyped-def]
+    def _load(self, deltas, rejects, wm, uni_markets, use_append: bool, reread: Sequence[tuple[str, int]], flags: list[str], staged) -> None:  # type: ignore[no-untyped-def]
         """One database transaction; ``staged()`` waits for the staging step, just before COMMIT."""
         tables = defaultdict(Counter)
         with self.target.transaction():
@@ -1242,6 +1253,7 @@ class _Runner:
                 self.target.write_rejects(part, known_new=use_append and self.opts.market is None)
             if wm is not None:
                 self.target.advance_watermark(wm)
+            self.target.record_flag_lists(flags, self._holidays_text, self.summary.run_id, self.ctx.etl_timestamp)
             self.target.mark_commit(self.summary.run_id, self.seq, self.summary.counts)
             staged()
         for name, c in tables.items():

@@ -417,6 +417,20 @@ ETL_RUNS = Table(
     key=("run_id",),
 )
 
+# The holiday list each market's ticks and snapshots were flagged with (``quality_flag``), written in the
+# transaction of every commit that writes or flags them again: a run with another list knows which days to
+# flag again, and a database from before this table, or with a market missing, has every day checked once.
+ETL_FLAG_LISTS = Table(
+    name="etl_flag_lists",
+    columns=(
+        Column("market", "text", False),
+        Column("holidays", "text", False),  # the ISO dates, comma-separated, in order ('' for none)
+        Column("run_id", "text", False),
+        Column("updated_at", "timestamp", False),
+    ),
+    key=("market",),
+)
+
 # The schema version each table was created or last migrated with (written by the loader's ensure_schema).
 ETL_SCHEMA = Table(
     name="etl_schema",
@@ -429,4 +443,4 @@ ETL_SCHEMA = Table(
 )
 
 DATA_TABLES: tuple[Table, ...] = (SCALP_TICKS, SWING_SNAPSHOTS, MARKET_UNIVERSE)
-ALL_TABLES: tuple[Table, ...] = (*DATA_TABLES, ETL_REJECTS, ETL_WATERMARK, ETL_RUNS)
+ALL_TABLES: tuple[Table, ...] = (*DATA_TABLES, ETL_REJECTS, ETL_WATERMARK, ETL_RUNS, ETL_FLAG_LISTS)

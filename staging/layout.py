@@ -84,11 +84,12 @@ def part_files(directory: Path) -> list[Path]:
     return sorted(directory.glob(PART_GLOB)) if directory.is_dir() else []
 
 
-def partitions(staging: Path, table: Table) -> list[tuple[str, date, Path]]:
-    """Every (market, trade date) partition of ``table`` that holds parts, in path order."""
+def partitions(staging: Path, table: Table, market: str | None = None) -> list[tuple[str, date, Path]]:
+    """Every (market, trade date) partition of ``table`` (of ``market``, if given) that holds parts, in path order."""
+    found = market_dir(staging, table, market).glob("trade_date=*") if market else (staging / table.name).glob("market=*/trade_date=*")
     return [
         (d.parent.name.removeprefix("market="), date.fromisoformat(d.name.removeprefix("trade_date=")), d)
-        for d in sorted((staging / table.name).glob("market=*/trade_date=*"))
+        for d in sorted(found)
         if part_files(d)
     ]
 

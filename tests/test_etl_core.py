@@ -396,8 +396,10 @@ def test_a_changed_holiday_list_flags_the_rows_already_loaded_again(tmp_path: Pa
     assert first["holidays"] == ["2026-02-16"] and first["reflagged"] == {}
     loaded = _flags_and_stamps(target_url, stg)
     assert {r[3] for r in loaded["scalp_ticks"]} == {"normal", "degraded"}
-    s = with_list("2026-02-16", "2026-02-17")  # no rows on the 17th: nothing to commit
-    assert (s["reflagged"], s["commits"], s["warnings"]) == ({}, 0, [])
+    s = with_list("2026-02-16", "2026-02-17")  # no rows on the 17th: no flag changes, the list is recorded
+    assert (s["reflagged"], s["commits"], s["warnings"]) == ({}, 1, [])
+    assert rows(target_url, "SELECT market, holidays FROM etl_flag_lists") == [("kr_stocks", "2026-02-16,2026-02-17")]
+    assert with_list("2026-02-16", "2026-02-17")["commits"] == 0  # and the same list again reads nothing
 
     s = with_list("2026-01-30")
     assert s["warnings"] == [] and s["reflagged"] == {"2026-01-30": 3} and s["commits"] == 1
@@ -425,6 +427,31 @@ def test_a_changed_holiday_list_flags_the_rows_already_loaded_again(tmp_path: Pa
     s = with_list()  # taken off the list: the rows are flagged as before
     assert s["reflagged"] == {"2026-01-30": 3}
     assert [r[:4] for r in _flags_and_stamps(target_url, stg)["scalp_ticks"]] == [r[:4] for r in loaded["scalp_ticks"]]
+
+
+def test_a_database_from_before_flag_lists_has_every_staged_day_checked_once(tmp_path: Path, target_url: str) -> None:
+    """A database written before ``etl_flag_lists`` existed (the table is created empty) does not say which
+    list its rows carry; an older run may have recorded one list in etl_runs and left the rows with the
+    flags of another, as the old warning said. So every staged day of such a market is checked, once."""
+    src, stg = tmp_path / "a", tmp_path / "stg"
+    write_lines(src / SCALP, [tick(acc=1, execution_time="130512")])  # Friday 2026-01-30
+    write_lines(src / "assets/scalp/20260129_13.jsonl", [tick(ts="2026-01-29T13:05:12+09:00", acc=1)])
+    holidays = tmp_path / "h.txt"
+    holidays.write_text("2026-01-29\n")
+    run(src, target_url, stg, holidays=holidays)
+    rows(target_url, "DELETE FROM etl_flag_lists")  # as a database from before the table has it
+    holidays.write_text("2026-01-30\n")
+    s = run(src, target_url, stg, holidays=holidays).to_dict()
+    assert s["reflagged"] == {"2026-01-29": 1, "2026-01-30": 1}
+    fresh = tmp_path / "fresh"
+    run(src, f"sqlite:///{fresh / 't.db'}", fresh / "stg", holidays=holidays)
+    assert db_snapshot(target_url) == db_snapshot(f"sqlite:///{fresh / 't.db'}")
+    assert staged_snapshot(stg) == staged_snapshot(fresh / "stg")
+    assert run(src, target_url, stg, holidays=holidays).to_dict()["commits"] == 0  # once
+    rows(target_url, "DELETE FROM etl_flag_lists")
+    s = run(src, target_url, stg, holidays=holidays).to_dict()  # the same list: checked, nothing changes
+    assert (s["reflagged"], s["commits"]) == ({}, 1)
+    assert rows(target_url, "SELECT market, holidays FROM etl_flag_lists") == [("kr_stocks", "2026-01-30")]
 
 
 def test_a_holiday_list_that_is_not_utf8_is_one_sentence(tmp_path: Path) -> None:

@@ -258,7 +258,7 @@ def test_watermark_and_runs_on_postgres(pg_url: str) -> None:
         # ... and names the run that last moved it (420a238), not r2, which only read older lines
         assert row["last_processed_file"] == "assets/scalp/20260130_13.jsonl" and row["run_id"] == "r1"
 
-        t.start_run("run-1", "all", "/archive", NOW, "{}")
+        t.start_run("run-1", "all", "/archive", NOW)
         with t.transaction():
             t.mark_commit("run-1", 1, dict(lines_read=3, loaded=BIG, duplicates=0, rejected=1))
         assert t.committed_seq("run-1") == 1
@@ -314,7 +314,7 @@ def test_rollback_undoes_ingest_and_upsert(target_url: str) -> None:
     t = _target(target_url)
     try:
         df = _ticks()
-        t.start_run("run-1", "all", "/archive", NOW, "{}")
+        t.start_run("run-1", "all", "/archive", NOW)
         with pytest.raises(RuntimeError):
             with t.transaction():
                 t.append(SCALP_TICKS, df.head(1))
