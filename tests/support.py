@@ -14,7 +14,7 @@ import polars as pl
 from engine.config import RunOptions
 from engine.load import Target, parse_target
 from engine.pipeline import RunSummary, run_etl
-from schemas.tables import DATA_TABLES, ETL_REJECTS, ETL_WATERMARK, Table
+from schemas.tables import DATA_TABLES, ETL_FLAG_LISTS, ETL_REJECTS, ETL_WATERMARK, Table
 
 REPO = Path(__file__).resolve().parent.parent
 VOLATILE = {"etl_timestamp", "run_id", "updated_at"}
@@ -108,8 +108,8 @@ def db_frames(target: str, names: list[str]) -> dict[str, pl.DataFrame]:
 
 
 def db_snapshot(target: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every data table, rejects and watermarks, without the columns that name the run or the clock."""
-    frames = db_frames(target, [t.name for t in (*DATA_TABLES, ETL_REJECTS, ETL_WATERMARK)])
+    """Every data table, rejects, watermarks and flag lists, without the columns that name the run or the clock."""
+    frames = db_frames(target, [t.name for t in (*DATA_TABLES, ETL_REJECTS, ETL_WATERMARK, ETL_FLAG_LISTS)])
     return {name: _sortable(df, VOLATILE).rows() for name, df in frames.items()}
 
 

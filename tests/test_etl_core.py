@@ -15,7 +15,7 @@ import pytest
 from engine import scan
 from engine.load import Target, parse_target
 from schemas.records import REJECT_REASONS
-from schemas.tables import SCALP_TICKS
+from schemas.tables import SCALP_TICKS, SWING_SNAPSHOTS
 from tests.support import db_frames, db_snapshot, rows, run, staged_frame, staged_snapshot, swing, tick, write_lines
 
 SCALP = "assets/scalp/20260130_13.jsonl"
@@ -362,8 +362,6 @@ def test_a_listed_holiday_flags_its_rows_non_trading_day(tmp_path: Path) -> None
 def _flags_and_stamps(target_url: str, staging: Path) -> dict[str, list[tuple]]:
     """(trade_date, symbol, quality_flag, etl_timestamp) of every tick and snapshot, in the database and
     in the staged Parquet (which must agree)."""
-    from schemas.tables import SWING_SNAPSHOTS
-
     cols = ["trade_date", "symbol", "time", "quality_flag", "etl_timestamp"]
     out = {}
     for table, time_col in ((SCALP_TICKS, "event_time"), (SWING_SNAPSHOTS, "snap_time")):
