@@ -22,7 +22,6 @@ or an error message: every driver error is re-raised as one line, scrubbed by ``
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 import threading
