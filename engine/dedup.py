@@ -166,17 +166,17 @@ def reflag_partition(
     files = part_files(partition_dir(staging, table, market, day))
     if not files:
         return None
-    cols = table.column_names
-    rows = with_partition_columns(read_parts(files, table), table, market, day).with_columns(_flag=flag)
-    differs = pl.col("quality_flag") != pl.col("_flag")
-    changed = (
-        rows.filter(differs)
-        .with_columns(quality_flag=pl.col("_flag"), etl_timestamp=pl.lit(stamp, dtype=pl.Datetime("us", "UTC")))
-        .select(cols)
+    rows = with_partition_columns(read_parts(files, table), table, market, day).with_columns(
+        _changed=pl.col("quality_flag") != flag
     )
-    if changed.height == 0:
+    if not rows["_changed"].any():
         return None
-    rewrite = pl.concat([rows.filter(~differs).select(cols), changed]).sort(list(table.key))
+    rows = rows.with_columns(
+        quality_flag=flag,
+        etl_timestamp=pl.when("_changed").then(pl.lit(stamp, dtype=pl.Datetime("us", "UTC"))).otherwise("etl_timestamp"),
+    )
+    changed = rows.filter("_changed").select(table.column_names)
+    rewrite = rows.select(table.column_names).sort(list(table.key))
     return PartitionDelta(
         table, market, day, changed.clear(), changed, pl.DataFrame(schema=table.polars_schema(list(table.key))),
         0, 0, rewrite, files,

@@ -788,19 +788,22 @@ class Target:
                 (run_id, _ts_param(self.dialect, started_at), scope, redact(source)),
             )
 
-    def flag_lists(self) -> dict[str, str]:
-        """The holiday list each market's rows were flagged with (``ETL_FLAG_LISTS``), by market."""
-        return {str(m): str(h) for m, h in self._exec(f"SELECT market, holidays FROM {ETL_FLAG_LISTS.name}")}
+    def flag_lists(self) -> dict[str, frozenset[date]]:
+        """The holiday list each market's rows were flagged with (``ETL_FLAG_LISTS``: ISO dates, comma-separated)."""
+        return {
+            str(m): frozenset(date.fromisoformat(d) for d in str(h).split(",") if d)
+            for m, h in self._exec(f"SELECT market, holidays FROM {ETL_FLAG_LISTS.name}")
+        }
 
-    def record_flag_lists(self, markets: Sequence[str], holidays: str, run_id: str, at: datetime) -> None:
+    def record_flag_lists(self, markets: Sequence[str], holidays: frozenset[date], run_id: str, at: datetime) -> None:
         """Inside a commit's transaction: ``markets``' rows now carry the flags of ``holidays``."""
-        p, t = self.ph, ETL_FLAG_LISTS.name
+        p, t, listed = self.ph, ETL_FLAG_LISTS.name, ",".join(sorted(d.isoformat() for d in holidays))
         for m in markets:
             self._exec(
                 f"INSERT INTO {t} (market, holidays, run_id, updated_at) VALUES ({p(1)}, {p(2)}, {p(3)}, "
                 f"{p(4)}{self._cast('timestamp')}) ON CONFLICT (market) DO UPDATE SET holidays = excluded.holidays, "
                 "run_id = excluded.run_id, updated_at = excluded.updated_at",
-                (m, holidays, run_id, _ts_param(self.dialect, at)),
+                (m, listed, run_id, _ts_param(self.dialect, at)),
             )
 
     def mark_commit(self, run_id: str, seq: int, counts: dict[str, int]) -> None:

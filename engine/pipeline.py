@@ -351,11 +351,6 @@ def _check_staging_belongs_to(files: pl.DataFrame, staging: Path, target: Target
         )
 
 
-def _holiday_dates(text: str) -> set[date]:
-    """A holiday list as ``etl_flag_lists`` holds it (ISO dates, comma-separated) as dates."""
-    return {date.fromisoformat(d) for d in text.split(",") if d}
-
-
 def _check_source(source: Path) -> None:
     if not scan.is_utf8(str(source)):
         raise EtlError(f"the source archive path {str(source)!r} is not valid UTF-8: rename it, or use a link that is")
@@ -630,8 +625,7 @@ class _Runner:
         self._stale_docs: set[str] = set()  # (_plan)
         self._other_markets: set[str] = set()  # the prepare worker's: markets of rows a --market run left out
         self._stager: ThreadPoolExecutor  # writes a commit's staged files while the database loads (run())
-        self._holidays_text = ",".join(sorted(d.isoformat() for d in ctx.holidays))  # as etl_flag_lists holds it
-        self._flag_lists = target.flag_lists()  # the list each market's rows carry, as committed
+        self._flag_lists = target.flag_lists()  # the holiday list each market's rows carry, as committed
 
     # -- planning ---------------------------------------------------------------------------------
     def _plan(self) -> tuple[list[_Read], list[scan.ArchiveFile], set[str]]:
@@ -791,29 +785,28 @@ class _Runner:
         ``etl_flag_lists`` says, per market, which list its rows carry; a market staged here without one
         (a database from before that table) has every staged day checked, once.
         """
-        want = self._holidays_text
-        recorded = self._flag_lists
+        holidays = self.ctx.holidays
+        stale = {  # market -> the days to check (None: every staged day)
+            m: None if (listed := self._flag_lists.get(m)) is None else listed ^ holidays
+            for table in TABLE_OF.values() for m in self._staged_markets(table) if self._flag_lists.get(m) != holidays
+        }
+        if not stale:
+            return
+        flag = {table: normalize.row_quality_flag(table, holidays) for table in TABLE_OF.values()}
+        checks = [
+            (table, m, day) for table in TABLE_OF.values() for m, days in stale.items()
+            for _, day, _ in partitions(self.staging, table, m) if days is None or day in days
+        ]
         deltas: list[dedup.PartitionDelta] = []
         changed: Counter = Counter()
-        checked: set[str] = set()
         with _timed(self.summary, "dedup"):
-            for table in (SCALP_TICKS, SWING_SNAPSHOTS):
-                flag = normalize.row_quality_flag(table, self.ctx.holidays)
-                for m in self._staged_markets(table):
-                    if recorded.get(m) == want:
-                        continue
-                    checked.add(m)
-                    listed = recorded.get(m)
-                    days = None if listed is None else _holiday_dates(listed) ^ self.ctx.holidays
-                    for _, day, _ in partitions(self.staging, table, m):
-                        if days is None or day in days:
-                            delta = dedup.reflag_partition(self.staging, table, m, day, flag, self.ctx.etl_timestamp)
-                            if delta is not None:
-                                deltas.append(delta)
-                                changed[day] += delta.updates.height
-        if checked:
-            self._commit(deltas, [], None, [], flagged=sorted(checked))
-            self.summary.reflagged = changed
+            for table, m, day in checks:
+                delta = dedup.reflag_partition(self.staging, table, m, day, flag[table], self.ctx.etl_timestamp)
+                if delta is not None:
+                    deltas.append(delta)
+                    changed[day] += delta.updates.height
+        self._commit(deltas, [], None, [], flagged=sorted(stale))
+        self.summary.reflagged = changed
 
     def _staged_markets(self, table: Table) -> list[str]:
         """The markets of this run's scope that ``table`` has staged partitions of."""
@@ -1153,8 +1146,8 @@ class _Runner:
         self.seq += 1
         # Markets whose ticks or snapshots this commit writes (or checked) now carry the run's holiday list.
         flags = sorted(
-            m for m in {d.market for d in deltas if d.table in (SCALP_TICKS, SWING_SNAPSHOTS)} | set(flagged)
-            if self._flag_lists.get(m) != self._holidays_text
+            m for m in {d.market for d in deltas if d.table in TABLE_OF.values()} | set(flagged)
+            if self._flag_lists.get(m) != self.ctx.holidays
         )
         commit = manifest.PendingCommit(self.summary.run_id, self.seq)
         writes: list[tuple[Table, str, date, pl.DataFrame]] = []
@@ -1201,7 +1194,7 @@ class _Runner:
                            staged=staged.result)
             finally:
                 staged.exception()  # never leave the thread writing after this commit has failed
-        self._flag_lists.update(dict.fromkeys(flags, self._holidays_text))
+        self._flag_lists.update(dict.fromkeys(flags, self.ctx.holidays))
         _crash_point("db_committed", self.seq)
         with _timed(self.summary, "stage"):
             manifest.promote(self.staging, self.opts.scope, commit, lambda step: _crash_point(step, commit.seq))
@@ -1253,7 +1246,7 @@ class _Runner:
                 self.target.write_rejects(part, known_new=use_append and self.opts.market is None)
             if wm is not None:
                 self.target.advance_watermark(wm)
-            self.target.record_flag_lists(flags, self._holidays_text, self.summary.run_id, self.ctx.etl_timestamp)
+            self.target.record_flag_lists(flags, self.ctx.holidays, self.summary.run_id, self.ctx.etl_timestamp)
             self.target.mark_commit(self.summary.run_id, self.seq, self.summary.counts)
             staged()
         for name, c in tables.items():

@@ -415,10 +415,7 @@ def test_a_changed_holiday_list_flags_the_rows_already_loaded_again(tmp_path: Pa
                 assert after[3:] == ("non_trading_day", stamp)
             else:
                 assert after[3:] == before[3:]  # the other day's rows are not touched
-    fresh = tmp_path / "fresh"
-    run(src, f"sqlite:///{fresh / 't.db'}", fresh / "stg", holidays=holidays)
-    assert db_snapshot(target_url) == db_snapshot(f"sqlite:///{fresh / 't.db'}")
-    assert staged_snapshot(stg) == staged_snapshot(fresh / "stg")
+    assert (db_snapshot(target_url), staged_snapshot(stg)) == _as_one_run(src, tmp_path, target_url, holidays=holidays)
 
     s = with_list("2026-01-30")  # the same list again: nothing to do
     assert (s["reflagged"], s["commits"]) == ({}, 0)
@@ -441,10 +438,7 @@ def test_a_database_from_before_flag_lists_has_every_staged_day_checked_once(tmp
     holidays.write_text("2026-01-30\n")
     s = run(src, target_url, stg, holidays=holidays).to_dict()
     assert s["reflagged"] == {"2026-01-29": 1, "2026-01-30": 1}
-    fresh = tmp_path / "fresh"
-    run(src, f"sqlite:///{fresh / 't.db'}", fresh / "stg", holidays=holidays)
-    assert db_snapshot(target_url) == db_snapshot(f"sqlite:///{fresh / 't.db'}")
-    assert staged_snapshot(stg) == staged_snapshot(fresh / "stg")
+    assert (db_snapshot(target_url), staged_snapshot(stg)) == _as_one_run(src, tmp_path, target_url, holidays=holidays)
     assert run(src, target_url, stg, holidays=holidays).to_dict()["commits"] == 0  # once
     rows(target_url, "DELETE FROM etl_flag_lists")
     s = run(src, target_url, stg, holidays=holidays).to_dict()  # the same list: checked, nothing changes
@@ -691,10 +685,10 @@ def test_truncated_line_of_a_finished_file_is_rejected(tmp_path: Path, target_ur
 
 
 
-def _as_one_run(src: Path, tmp_path: Path, target_url: str) -> tuple[dict, dict]:
+def _as_one_run(src: Path, tmp_path: Path, target_url: str, **kw: Any) -> tuple[dict, dict]:
     """The database and staging one clean run leaves on the archive as it is now (SQLite, a fresh file)."""
     url = f"sqlite:///{tmp_path / 'once.sqlite'}"
-    run(src, url, tmp_path / "stg-once")
+    run(src, url, tmp_path / "stg-once", **kw)
     return db_snapshot(url), staged_snapshot(tmp_path / "stg-once")
 
 

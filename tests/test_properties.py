@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from datetime import date
 from pathlib import Path
 from typing import Iterator
 from unittest import mock
@@ -14,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.scan import date_from_digits
 from schemas.tables import SCALP_TICKS
 from tests.archive_timeline import copy_files, materialize, timeline, total_bytes
 from tests.conftest import pg_database_url
@@ -130,8 +130,7 @@ def test_holiday_lists_changed_between_growing_runs_give_one_run_with_the_last(r
     list differs: any lists over any growing runs give the database and staging of one run with the last."""
     dialect, root, _, _, _ = reference
     pieces = timeline(root)
-    days = sorted({date.fromisoformat(f"{n[:4]}-{n[4:6]}-{n[6:8]}") for n in (p.rel.rsplit("/", 1)[1] for p in pieces)
-                   if n[:8].isdigit()})
+    days = sorted({d for p in pieces if (d := date_from_digits(p.rel.rsplit("/", 1)[1][:8])) is not None})
     cuts = sorted(data.draw(st.lists(st.integers(0, total_bytes(pieces)), min_size=1, max_size=3)))
     lists = data.draw(st.lists(st.sets(st.sampled_from(days), max_size=3), min_size=len(cuts) + 1, max_size=len(cuts) + 1))
     with tempfile.TemporaryDirectory() as tmp:
