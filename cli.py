@@ -190,6 +190,60 @@ def etl(
     _exit_now(0)
 
 
+@app.command(cls=_Command)
+def status(
+    target: Optional[str] = typer.Option(None, "--target", metavar="URL|NAME", help="sqlite:///file.db, postgresql://..., or a name in \\[targets] of observer.toml."),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="observer.toml to use (default: ./observer.toml if present)."),
+    runs: int = typer.Option(5, "--runs", metavar="N", min=1, help="How many of the newest runs to list."),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="Print the status as one JSON object on stdout."),
+) -> None:
+    """What the target database holds: watermarks, the newest runs, rows, rejects. Changes nothing."""
+    from engine.status import read_status
+
+    try:
+        state = read_status(resolve(target=target, config=config).target, runs)
+    except (ConfigError, EtlError) as exc:
+        _err().print("[red]error:[/] ", end="")
+        _err().print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        sys.stdout.write(json.dumps(state.to_dict()) + "\n")
+    else:
+        _render_status(state.to_dict())
+    _exit_now(0)
+
+
+def _render_status(d: dict) -> None:
+    """One line per watermark and per run: they stay whole in a narrow terminal and in a log."""
+    from rich.console import Console
+
+    out = Console(soft_wrap=True, highlight=False)
+
+    def when(text: str | None) -> str:  # UTC to the second, for reading (--json keeps the microseconds)
+        return f"{text[:10]} {text[11:19]} UTC" if text else "–"
+
+    out.print(f"[bold]observer status[/] · {d['target']}")
+    out.print("watermarks:" if d["watermarks"] else "watermarks: none yet")
+    for w in d["watermarks"]:
+        out.print(
+            f"  {w['source_type']} {w['market']}: {when(w['last_processed_ts'])}, "
+            f"{w['last_processed_file'] or '–'} (run {w['run_id']})", markup=False
+        )
+    counts = ", ".join(f"{n:,} {s}" for s, n in d["runs_by_status"].items())
+    out.print(f"runs: {counts or 'none'}; the newest:" if d["runs"] else "runs: none")
+    for r in d["runs"]:
+        out.print(
+            f"  {r['run_id']} {r['status']} ({r['market_scope']}), started {when(r['started_at'])}: "
+            f"{r['lines_read']:,} lines read = {r['loaded']:,} loaded + {r['duplicates']:,} duplicates + "
+            f"{r['rejected']:,} rejected, {r['held_back']:,} held back, {r['commits']:,} commits", markup=False
+        )
+    out.print("rows: " + ", ".join(f"{name} {n:,}" for name, n in d["tables"].items()))
+    if d["rejects_by_reason"]:
+        out.print("rejects: " + ", ".join(f"{k} {n:,}" for k, n in d["rejects_by_reason"].items()))
+    for market, days in d["holidays"].items():
+        out.print(f"holidays the quality flags of {market} follow: {', '.join(days) or 'none'}", markup=False)
+
+
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False
 )

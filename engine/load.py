@@ -302,7 +302,9 @@ def _bind_row(params: tuple[Any, ...]) -> pl.DataFrame:
 class Target:
     """One open connection to the target database, in autocommit mode with explicit transactions."""
 
-    def __init__(self, target: TargetURL, busy_timeout_ms: int = 120_000) -> None:
+    def __init__(self, target: TargetURL, busy_timeout_ms: int = 120_000, *, read_only: bool = False) -> None:
+        """``read_only`` (``observer status``): nothing is created or changed, an SQLite file included:
+        one that does not exist is a TargetError, and the file keeps its journal mode."""
         self.target = target
         self.dialect: Dialect = target.dialect
         self._checkpointer: _Checkpointer | None = None
@@ -314,16 +316,23 @@ class Target:
                     raise TargetError(f"cannot open {target.redacted}: directory {target.path.parent} does not exist")
                 if target.path.is_dir():  # the driver would only say "OperationalError"
                     raise TargetError(f"cannot open {target.redacted}: {target.path} is a directory, not a database file")
-                self.session = _Session("sqlite", str(target.path))
+                if read_only and not target.path.is_file():
+                    raise TargetError(f"cannot open {target.redacted}: {target.path} does not exist")
+                # An SQLite URI opens the file read-only; the path is percent-encoded for it ('?', '#', '%').
+                uri = f"file:{quote(str(target.path.absolute()))}?mode=ro" if read_only else str(target.path)
+                self.session = _Session("sqlite", uri)
                 # Writers beside this one (a parallel per-market run) wait their turn for up to the busy timeout.
                 self._exec(f"PRAGMA busy_timeout={busy_timeout_ms}")
                 self._exec(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
                 self._exec(f"PRAGMA threads={SQLITE_SORT_HELPERS}")
                 self._busy_timeout_ms = busy_timeout_ms
-                self._journal("wal")
+                if not read_only:
+                    self._journal("wal")
             else:
                 assert target.conninfo is not None  # parse_target always sets it for PostgreSQL
                 self.session = _Session("postgresql", target.conninfo)
+                if read_only:
+                    self._exec("SET default_transaction_read_only = on")
         except TargetError:
             raise
         except Exception as exc:  # noqa: BLE001 - driver errors become one sentence
@@ -596,6 +605,14 @@ class Target:
                 found[str(name)].indexes.add(str(index))
         return found
 
+    def existing(self, names: list[str]) -> set[str]:
+        """Which of the tables ``names`` exist, whether or not this session may read them (PostgreSQL's
+        information_schema, which ``catalog`` reads, leaves out what the role has no rights on)."""
+        if self.dialect == "sqlite":
+            return set(self.catalog(names))
+        listed = ", ".join(f"'{n}'" for n in names)  # our own table names, never user input
+        return {str(r[0]) for r in self._exec(f"SELECT n FROM unnest(ARRAY[{listed}]) AS n WHERE to_regclass(n) IS NOT NULL")}
+
     def _same_type(self, logical: str, found: str) -> bool:
         if self.dialect == "postgresql":
             return found == PG_INFO_TYPE[logical]  # type: ignore[index]
@@ -840,6 +857,10 @@ class Target:
 
     def count(self, name: str) -> int:
         return int(self._exec(f"SELECT count(*) FROM {name}")[0][0])
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of a query of our own (no user input in ``sql``)."""
+        return self._exec(sql)
 
 
 class _Checkpointer:

@@ -1,0 +1,153 @@
+"""``observer status``: what the database holds, read without changing it, on both targets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from engine.load import Target, TargetError, parse_target
+from engine.status import read_status
+from tests.support import cli, db_snapshot, rows, run, tick, write_lines
+
+
+def _files(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_status_reports_what_the_runs_committed(generated, tmp_path: Path, target_url: str) -> None:  # type: ignore[no-untyped-def]
+    root, expected = generated
+    holidays = tmp_path / "holidays.txt"
+    holidays.write_text("2026-01-28\n")
+    first = run(root, target_url, tmp_path / "staging", holidays=holidays).to_dict()
+    run(root, target_url, tmp_path / "staging", holidays=holidays)  # nothing new: a second run of its own
+    before = db_snapshot(target_url)
+
+    st = read_status(target_url, runs=1).to_dict()
+
+    assert db_snapshot(target_url) == before
+    assert st["tables"] == {
+        "scalp_ticks": expected.scalp_ticks,
+        "swing_snapshots": expected.swing_snapshots,
+        "market_universe": sum(len(s) for s in expected.universe.values()),
+        "etl_rejects": len(expected.rejects),
+    }
+    assert st["rejects_by_reason"] == dict(sorted(expected.reject_counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    assert st["runs_by_status"] == {"succeeded": 2}
+    (newest,) = st["runs"]  # --runs 1: only the newest, the run with nothing new
+    assert (newest["status"], newest["lines_read"], newest["commits"]) == ("succeeded", 0, 0)
+    assert newest["run_id"] != first["run_id"]
+    everything = read_status(target_url).to_dict()["runs"]
+    assert [r["run_id"] for r in everything][1] == first["run_id"]
+    assert {k: everything[1][k] for k in ("lines_read", "loaded", "duplicates", "rejected", "held_back")} == {
+        k: first[k] for k in ("lines_read", "loaded", "duplicates", "rejected", "held_back")
+    }
+    marks = rows(target_url, "SELECT source_type, market, last_processed_file, run_id FROM etl_watermark")
+    assert sorted((w["source_type"], w["market"], w["last_processed_file"], w["run_id"]) for w in st["watermarks"]) == sorted(
+        tuple(str(v) for v in r) for r in marks
+    )
+    assert {w["source_type"] for w in st["watermarks"]} == {"scalp", "swing", "universe"}
+    for w in st["watermarks"]:
+        assert w["last_processed_ts"].endswith("+00:00") and w["last_processed_ts"][:4] == "2026"
+    assert everything[1]["started_at"] < everything[1]["finished_at"] <= everything[0]["started_at"]
+    assert st["holidays"] == {"kr_stocks": [date(2026, 1, 28).isoformat()]}
+    assert set(st["schema_versions"]) >= {"scalp_ticks", "swing_snapshots", "market_universe", "etl_runs"}
+
+
+def test_a_read_only_target_refuses_writes(tmp_path: Path, target_url: str) -> None:
+    write_lines(tmp_path / "archive/assets/scalp/20260130_13.jsonl", [tick(acc=1)])
+    run(tmp_path / "archive", target_url, tmp_path / "staging")
+    t = Target(parse_target(target_url), read_only=True)
+    try:
+        with pytest.raises(Exception, match="(?i)read.?only"):
+            t.rows("CREATE TABLE status_wrote (a integer)")
+    finally:
+        t.close()
+    assert rows(target_url, "SELECT count(*) FROM scalp_ticks") == [(1,)]
+
+
+def test_status_leaves_an_sqlite_file_as_it_was(tmp_path: Path) -> None:
+    """Not even the journal mode: a read-only connection never switches the file to WAL or back."""
+    url = f"sqlite:///{tmp_path / 'db' / 'trading.db'}"
+    (tmp_path / "db").mkdir()
+    write_lines(tmp_path / "archive/assets/scalp/20260130_13.jsonl", [tick(acc=1), "garbage"])
+    run(tmp_path / "archive", url, tmp_path / "staging")
+    assert rows(url, "PRAGMA journal_mode=delete") == [("delete",)]  # as a copy made by another tool may be
+    before = _files(tmp_path / "db")
+    r = cli("status", "--target", url)
+    assert r.returncode == 0, r.stderr
+    assert _files(tmp_path / "db") == before
+    assert "scalp_ticks 1" in r.stdout and "invalid_json 1" in r.stdout
+    assert "2 lines read = 1 loaded + 0 duplicates + 1 rejected" in r.stdout
+
+
+def test_the_cli_prints_the_same_status_as_json(generated, tmp_path: Path, target_url: str) -> None:  # type: ignore[no-untyped-def]
+    root, _ = generated
+    assert cli("etl", "--source", str(root), "--target", target_url, "--staging", str(tmp_path / "s"), "--json").returncode == 0
+    r = cli("status", "--target", target_url, "--json", "--runs", "3")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert json.loads(r.stdout) == read_status(target_url, runs=3).to_dict()
+    human = cli("status", "--target", target_url)
+    assert human.returncode == 0, human.stderr
+    assert "runs: 1 succeeded; the newest:" in human.stdout and "watermarks:" in human.stdout
+    (tmp_path / "observer.toml").write_text(f'[etl]\ntarget = "db"\n[targets]\ndb = "{target_url}"\n')
+    named = cli("status", "--json", "--runs", "3", cwd=tmp_path)  # the target named as for observer etl
+    assert named.returncode == 0 and json.loads(named.stdout) == json.loads(r.stdout), named.stderr
+
+
+def test_a_target_that_cannot_be_read_is_one_sentence_and_nothing_is_created(tmp_path: Path, pg_url: str) -> None:
+    missing = tmp_path / "missing.db"
+    r = cli("status", "--target", f"sqlite:///{missing}")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == f"error: cannot open sqlite:///{missing}: {missing} does not exist"
+    assert not missing.exists()
+
+    other = tmp_path / "other.db"  # a database, but not one observer-etl loaded into
+    t = Target(parse_target(f"sqlite:///{other}"))
+    t.rows("CREATE TABLE unrelated (a integer)")
+    t.close()
+    r = cli("status", "--target", f"sqlite:///{other}")
+    assert r.returncode == 2, r.stdout
+    assert "holds no observer-etl tables (no etl_runs): nothing was loaded into it yet" in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+    r = cli("status", "--target", pg_url)  # a fresh, empty database
+    assert r.returncode == 2 and "holds no observer-etl tables" in r.stderr and r.stderr.count("\n") == 1
+    wrong = pg_url.rsplit("/", 1)[0] + "/no_such_database_here"
+    r = cli("status", "--target", wrong)
+    assert r.returncode == 2 and r.stderr.startswith("error: cannot connect to") and r.stderr.count("\n") == 1
+    with pytest.raises(TargetError, match="does not exist"):
+        read_status(f"sqlite:///{missing}")
+
+
+def test_a_table_it_may_not_read_is_one_sentence(tmp_path: Path, pg_url: str) -> None:
+    """A PostgreSQL role without rights on the tables (a reporting user): the server's reason, no traceback."""
+    import secrets
+    from urllib.parse import urlsplit
+
+    write_lines(tmp_path / "archive/assets/scalp/20260130_13.jsonl", [tick(acc=1)])
+    run(tmp_path / "archive", pg_url, tmp_path / "staging")
+    role = f"etl_reader_{secrets.token_hex(3)}"
+    rows(pg_url, f"CREATE ROLE {role} LOGIN")
+    try:
+        parts = urlsplit(pg_url)
+        as_role = f"postgresql://{role}@{parts.hostname}:{parts.port}{parts.path}"
+        r = cli("status", "--target", as_role)
+        assert r.returncode == 2 and r.stdout == "", r.stdout
+        assert r.stderr.startswith(f"error: cannot read {as_role}: ") and "permission denied" in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1
+    finally:
+        rows(pg_url, f"DROP OWNED BY {role}")
+        rows(pg_url, f"DROP ROLE {role}")
+
+
+def test_status_help_says_what_each_option_takes() -> None:
+    r = cli("status", "--help", env={"COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    for option, metavar in [("--target", "URL|NAME"), ("--config", "FILE"), ("--runs", "N")]:
+        assert f"{option}" in r.stdout and metavar in r.stdout, (option, r.stdout)
+    assert "a name in [targets] of observer.toml" in r.stdout and "Changes nothing" in r.stdout
+    assert "status" in cli("--help", env={"COLUMNS": "200"}).stdout
