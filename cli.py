@@ -215,18 +215,24 @@ def status(
 
 def _render_status(d: dict) -> None:
     """One line per watermark and per run: they stay whole in a narrow terminal and in a log."""
+    from datetime import datetime, timedelta
+
     from rich.console import Console
 
     out = Console(soft_wrap=True, highlight=False)
 
-    def when(text: str | None) -> str:  # UTC to the second, for reading (--json keeps the microseconds)
-        return f"{text[:10]} {text[11:19]} UTC" if text else "–"
+    def when(text: str | None, kst: bool = False) -> str:  # to the second (--json keeps the microseconds)
+        if not text:
+            return "–"
+        if kst:  # a watermark is market time: KST, UTC+09:00 all year
+            return (datetime.fromisoformat(text) + timedelta(hours=9)).strftime("%Y-%m-%d %H:%M:%S KST")
+        return f"{text[:10]} {text[11:19]} UTC"
 
     out.print(f"[bold]observer status[/] · {d['target']}")
     out.print("watermarks:" if d["watermarks"] else "watermarks: none yet")
     for w in d["watermarks"]:
         out.print(
-            f"  {w['source_type']} {w['market']}: {when(w['last_processed_ts'])}, "
+            f"  {w['source_type']} {w['market']}: {when(w['last_processed_ts'], kst=True)}, "
             f"{w['last_processed_file'] or '–'} (run {w['run_id']})", markup=False
         )
     counts = ", ".join(f"{n:,} {s}" for s, n in d["runs_by_status"].items())

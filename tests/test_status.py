@@ -82,6 +82,9 @@ def test_status_leaves_an_sqlite_file_as_it_was(tmp_path: Path) -> None:
     assert _files(tmp_path / "db") == before
     assert "scalp_ticks 1" in r.stdout and "invalid_json 1" in r.stdout
     assert "2 lines read = 1 loaded + 0 duplicates + 1 rejected" in r.stdout
+    # The watermark in market time: the tick received at 13:05:12.844213 KST (04:05:12.844213 UTC in --json).
+    assert "scalp kr_stocks: 2026-01-30 13:05:12 KST, assets/scalp/20260130_13.jsonl" in r.stdout
+    assert read_status(url).watermarks[0]["last_processed_ts"] == "2026-01-30T04:05:12.844213+00:00"
 
 
 def test_the_cli_prints_the_same_status_as_json(generated, tmp_path: Path, target_url: str) -> None:  # type: ignore[no-untyped-def]
