@@ -483,6 +483,19 @@ class Target:
                 pass
             raise
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read-only transaction: every query in it sees the database as one commit left it (a run
+        committing meanwhile shows in none of them). SQLite's deferred BEGIN takes no write lock."""
+        self._exec("BEGIN" if self.dialect == "sqlite" else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            yield
+        finally:
+            try:
+                self.session.query("ROLLBACK")
+            except Exception:  # noqa: BLE001 - the connection may be gone; nothing was written
+                pass
+
     # -- schema -----------------------------------------------------------------------------------
     def ensure_schema(self) -> None:
         """Create missing tables, migrate older ones, refuse incompatible ones; record the version."""

@@ -2,7 +2,8 @@
 
 Everything comes from the tables the loads commit with their data (``etl_watermark``, ``etl_runs``,
 ``etl_rejects``, ``etl_flag_lists``, ``etl_schema``) and a row count of each data table, so what it
-shows is what the last commit left, whatever run was killed since. The connection is read-only: an
+shows is what the last commit left, whatever run was killed since; all of it is read in one
+transaction, so a run committing meanwhile shows in all of it or in none. The connection is read-only: an
 SQLite file is neither created nor switched to another journal mode, and a PostgreSQL session refuses
 writes.
 """
@@ -56,7 +57,8 @@ def read_status(url: str, runs: int = 5) -> Status:
     observer-etl never loaded into it."""
     target = Target(parse_target(url), read_only=True)
     try:
-        return _read(target, runs)
+        with target.snapshot():
+            return _read(target, runs)
     except adbc_driver_manager.Error as exc:  # a table it may not read, a lock held past the busy timeout
         raise TargetError(f"cannot read {target.target.redacted}: {error_line(exc)}") from None
     finally:

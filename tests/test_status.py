@@ -69,6 +69,21 @@ def test_a_read_only_target_refuses_writes(tmp_path: Path, target_url: str) -> N
     assert rows(target_url, "SELECT count(*) FROM scalp_ticks") == [(1,)]
 
 
+def test_everything_status_reads_is_one_snapshot(tmp_path: Path, target_url: str) -> None:
+    """A run that commits while status reads shows in none of what it reads (read_status reads in one)."""
+    write_lines(tmp_path / "archive/assets/scalp/20260130_13.jsonl", [tick(acc=1), tick(acc=2)])
+    run(tmp_path / "archive", target_url, tmp_path / "staging")
+    t = Target(parse_target(target_url), read_only=True)
+    try:
+        with t.snapshot():
+            assert t.count("scalp_ticks") == 2
+            rows(target_url, "DELETE FROM scalp_ticks")  # another connection commits meanwhile
+            assert t.count("scalp_ticks") == 2
+        assert t.count("scalp_ticks") == 0
+    finally:
+        t.close()
+
+
 def test_status_leaves_an_sqlite_file_as_it_was(tmp_path: Path) -> None:
     """Not even the journal mode: a read-only connection never switches the file to WAL or back."""
     url = f"sqlite:///{tmp_path / 'db' / 'trading.db'}"
