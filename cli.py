@@ -22,6 +22,8 @@ from engine.pipeline import EtlError, RunSummary, run_etl  # noqa: E402
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from engine.status import Status
+
 
 class _HelpTakesNoValue:
     """``--help`` shown without ``<bool>`` beside it (Typer 0.29 shows a flag's Python type as its value)."""
@@ -194,7 +196,7 @@ def etl(
 def status(
     target: Optional[str] = typer.Option(None, "--target", metavar="URL|NAME", help="sqlite:///file.db, postgresql://..., or a name in \\[targets] of observer.toml."),
     config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="observer.toml to use (default: ./observer.toml if present)."),
-    runs: int = typer.Option(5, "--runs", metavar="N", min=1, help="How many of the newest runs to list."),
+    runs: int = typer.Option(5, "--runs", metavar="N", min=1, max=10_000, help="How many of the newest runs to list."),
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print the status as one JSON object on stdout."),
 ) -> None:
     """What the target database holds: watermarks, the newest runs, rows, rejects. Changes nothing."""
@@ -209,26 +211,29 @@ def status(
     if as_json:
         sys.stdout.write(json.dumps(state.to_dict()) + "\n")
     else:
-        _render_status(state.to_dict())
+        _render_status(state)
     _exit_now(0)
 
 
-def _render_status(d: dict) -> None:
+def _render_status(state: Status) -> None:
     """One line per watermark and per run: they stay whole in a narrow terminal and in a log."""
-    from datetime import datetime, timedelta
+    from datetime import datetime
 
     from rich.console import Console
 
+    from engine.normalize import KST_OFFSET
+
     out = Console(soft_wrap=True, highlight=False)
+    d = state.to_dict()
 
     def when(text: str | None, kst: bool = False) -> str:  # to the second (--json keeps the microseconds)
         if not text:
             return "–"
-        if kst:  # a watermark is market time: KST, UTC+09:00 all year
-            return (datetime.fromisoformat(text) + timedelta(hours=9)).strftime("%Y-%m-%d %H:%M:%S KST")
-        return f"{text[:10]} {text[11:19]} UTC"
+        at = datetime.fromisoformat(text)  # a watermark is market time: KST, UTC+09:00 all year
+        return (at + KST_OFFSET).strftime("%Y-%m-%d %H:%M:%S KST") if kst else at.strftime("%Y-%m-%d %H:%M:%S UTC")
 
-    out.print(f"[bold]observer status[/] · {d['target']}")
+    out.print("[bold]observer status[/] · ", end="")
+    out.print(d["target"], markup=False)  # a path may hold '[...]'
     out.print("watermarks:" if d["watermarks"] else "watermarks: none yet")
     for w in d["watermarks"]:
         out.print(
@@ -243,9 +248,9 @@ def _render_status(d: dict) -> None:
             f"{r['lines_read']:,} lines read = {r['loaded']:,} loaded + {r['duplicates']:,} duplicates + "
             f"{r['rejected']:,} rejected, {r['held_back']:,} held back, {r['commits']:,} commits", markup=False
         )
-    out.print("rows: " + ", ".join(f"{name} {n:,}" for name, n in d["tables"].items()))
+    out.print("rows: " + (", ".join(f"{name} {n:,}" for name, n in d["tables"].items()) or "no data tables"))
     if d["rejects_by_reason"]:
-        out.print("rejects: " + ", ".join(f"{k} {n:,}" for k, n in d["rejects_by_reason"].items()))
+        out.print("rejects: " + ", ".join(f"{k} {n:,}" for k, n in d["rejects_by_reason"].items()), markup=False)
     for market, days in d["holidays"].items():
         out.print(f"holidays the quality flags of {market} follow: {', '.join(days) or 'none'}", markup=False)
 

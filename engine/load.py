@@ -291,6 +291,11 @@ class _Session:
 _INGEST_MODE = {"append": adbc_driver_manager.INGEST_OPTION_MODE_APPEND, "create": adbc_driver_manager.INGEST_OPTION_MODE_CREATE}
 
 
+def _listed(names: list[str]) -> str:
+    """Table names as an SQL list of literals: our own names, never user input."""
+    return ", ".join(f"'{n}'" for n in names)
+
+
 def _bind_row(params: tuple[Any, ...]) -> pl.DataFrame:
     """One row of bind parameters. Polars exports an all-null column with a buffer the drivers refuse,
     so a ``None`` goes as a null of text."""
@@ -316,7 +321,7 @@ class Target:
                     raise TargetError(f"cannot open {target.redacted}: directory {target.path.parent} does not exist")
                 if target.path.is_dir():  # the driver would only say "OperationalError"
                     raise TargetError(f"cannot open {target.redacted}: {target.path} is a directory, not a database file")
-                if read_only and not target.path.is_file():
+                if read_only and not target.path.exists():
                     raise TargetError(f"cannot open {target.redacted}: {target.path} does not exist")
                 # An SQLite URI opens the file read-only; the path is percent-encoded for it ('?', '#', '%').
                 uri = f"file:{quote(str(target.path.absolute()))}?mode=ro" if read_only else str(target.path)
@@ -337,6 +342,8 @@ class Target:
             raise
         except Exception as exc:  # noqa: BLE001 - driver errors become one sentence
             why = _message(exc)
+            if read_only and target.path is not None:  # a reader's open reads the schema: a lock, a hot journal
+                raise TargetError(f"cannot read {target.redacted}: {sqlite_reader_why(why, target.path)}") from None
             if self.dialect == "sqlite" and why == type(exc).__name__ and target.path is not None:
                 # The SQLite driver says only "OperationalError" when it cannot open or create the file.
                 raise TargetError(
@@ -594,7 +601,7 @@ class Target:
                     indexes = {str(r[1]) for r in self._exec(f"PRAGMA main.index_list({name})")}
                     found[name] = _Found(cols, pk, indexes)
             return found
-        listed = ", ".join(f"'{n}'" for n in names)  # our own table names, never user input
+        listed = _listed(names)
         for name, col, type_, nullable, default in self._exec(
             "SELECT table_name, column_name, data_type, is_nullable, column_default FROM information_schema.columns "
             f"WHERE table_schema = current_schema() AND table_name IN ({listed}) ORDER BY table_name, ordinal_position"
@@ -623,8 +630,13 @@ class Target:
         information_schema, which ``catalog`` reads, leaves out what the role has no rights on)."""
         if self.dialect == "sqlite":
             return set(self.catalog(names))
-        listed = ", ".join(f"'{n}'" for n in names)  # our own table names, never user input
-        return {str(r[0]) for r in self._exec(f"SELECT n FROM unnest(ARRAY[{listed}]) AS n WHERE to_regclass(n) IS NOT NULL")}
+        return {
+            str(r[0])
+            for r in self._exec(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace "
+                f"WHERE ns.nspname = current_schema() AND c.relkind IN ('r', 'p') AND c.relname IN ({_listed(names)})"
+            )
+        }
 
     def _same_type(self, logical: str, found: str) -> bool:
         if self.dialect == "postgresql":
@@ -948,7 +960,7 @@ def _ts_param(dialect: Dialect, ts: datetime) -> str:
 # Driver/libpq wrapping around the message proper, e.g. 'IO: [libpq] Failed to execute COPY statement:
 # PGRES_FATAL_ERROR ERROR:  duplicate key ...' or 'INTERNAL: failed to execute: UNIQUE constraint failed'.
 _NOISE = re.compile(
-    r"^(?:[A-Z_]+: |\[libpq\] ?|[Ff]ailed to [^:]*(?::|$) ?|could not begin COPY: |PGRES_[A-Z_]+ |"
+    r"^(?:[A-Z_]+: |\[libpq\] ?|\[SQLite\] ?|[Ff]ailed to [^:]*(?::|$) ?|could not begin COPY: |PGRES_[A-Z_]+ |"
     r"(?:ERROR|FATAL|PANIC):\s+)"
 )
 _QUOTED_STATEMENT = re.compile(r"([Ff]ailed to (?:execute|prepare) (?:query|statement)) '.*?'(?=: )", re.DOTALL)
@@ -987,6 +999,21 @@ def _readable(exc: adbc_driver_manager.Error, dialect: Dialect) -> adbc_driver_m
     except Exception:  # noqa: BLE001 - keep the original if its class cannot be rebuilt
         return exc
     return new
+
+
+def sqlite_reader_why(why: str, path: Path) -> str:
+    """What SQLite says when a read-only connection cannot read ``path``, as what to do about it."""
+    if "database is locked" in why:
+        return "it is locked by a load in progress (a first load into empty tables keeps readers out while it commits): try again"
+    if "readonly database" in why:  # a reader that would have to write: a hot journal, or the WAL's index
+        journal = path.with_name(path.name + "-journal")
+        if journal.exists() and journal.stat().st_size:
+            return f"a killed load left {journal.name} beside it, which only a writer can roll back: the next observer etl run does"
+        return (
+            f"it is in WAL mode, and a reader must create {path.name}-shm beside it: {path.parent} must be writable "
+            "for this user (or read it as the user that loads)"
+        )
+    return why
 
 
 def error_line(exc: BaseException) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import adbc_driver_manager
 import polars as pl
 
-from engine.load import Target, TargetError, error_line, parse_target
+from engine.load import Target, TargetError, error_line, parse_target, sqlite_reader_why
 from schemas.tables import (
     ALL_TABLES,
     DATA_TABLES,
@@ -33,6 +33,9 @@ RUN_COLUMNS = (
     "lines_read", "loaded", "duplicates", "rejected", "held_back",
 )
 _UTC_TEXT = "%Y-%m-%dT%H:%M:%S%.6f+00:00"
+# How long status waits for a writer's lock (a first load keeps SQLite readers out while it commits):
+# a command run by hand says so after a few seconds instead of the loader's two minutes.
+BUSY_TIMEOUT_MS = 5_000
 
 
 @dataclass(frozen=True)
@@ -55,12 +58,16 @@ class Status:
 def read_status(url: str, runs: int = 5) -> Status:
     """The state of the database at ``url``: a TargetError (one sentence) if it cannot be read, or if
     observer-etl never loaded into it."""
-    target = Target(parse_target(url), read_only=True)
+    target = Target(parse_target(url), BUSY_TIMEOUT_MS, read_only=True)
     try:
         with target.snapshot():
             return _read(target, runs)
-    except adbc_driver_manager.Error as exc:  # a table it may not read, a lock held past the busy timeout
-        raise TargetError(f"cannot read {target.target.redacted}: {error_line(exc)}") from None
+    except adbc_driver_manager.Error as exc:  # a table it may not read, a lock, a file it cannot read
+        why, path = error_line(exc), target.target.path
+        raise TargetError(f"cannot read {target.target.redacted}: {sqlite_reader_why(why, path) if path else why}") from None
+    except (pl.exceptions.PolarsError, ValueError) as exc:  # a value written by another tool
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TargetError(f"cannot read {target.target.redacted}: a value in it is not as observer-etl writes it ({why})") from None
     finally:
         target.close()
 
@@ -76,6 +83,7 @@ def _read(target: Target, runs: int) -> Status:
     def pairs(table: Table, sql: str) -> list[tuple[Any, ...]]:  # an older database may lack the table
         return target.rows(sql) if table.name in found else []
 
+
     newest = target.rows(
         f"SELECT {', '.join(RUN_COLUMNS)} FROM {ETL_RUNS.name} ORDER BY started_at DESC, run_id DESC "
         f"LIMIT {int(runs)}"
@@ -86,7 +94,7 @@ def _read(target: Target, runs: int) -> Status:
         if ETL_WATERMARK.name in found
         else pl.DataFrame(schema=ETL_WATERMARK.polars_schema())
     )
-    by_status = pairs(ETL_RUNS, f"SELECT status, count(*) FROM {ETL_RUNS.name} GROUP BY status ORDER BY status")
+    by_status = target.rows(f"SELECT status, count(*) FROM {ETL_RUNS.name} GROUP BY status ORDER BY status")
     by_reason = pairs(
         ETL_REJECTS, f"SELECT reason, count(*) AS n FROM {ETL_REJECTS.name} GROUP BY reason ORDER BY n DESC, reason"
     )
@@ -107,6 +115,9 @@ def _read(target: Target, runs: int) -> Status:
 def _utc_text(df: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
     """Times as UTC ISO text, from either target: SQLite stores them as naive UTC text, PostgreSQL as
     ``timestamptz`` (a zoned Polars datetime)."""
+    if df.height == 0:  # no values to go by: SQLite's driver types an empty result's columns Int64
+        return df.with_columns(pl.col(c).cast(pl.String) for c in columns)
+
     def text(name: str) -> pl.Expr:
         col = pl.col(name)
         dtype = df.schema[name]

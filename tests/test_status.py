@@ -169,3 +169,82 @@ def test_status_help_says_what_each_option_takes() -> None:
         assert f"{option}" in r.stdout and metavar in r.stdout, (option, r.stdout)
     assert "a name in [targets] of observer.toml" in r.stdout and "Changes nothing" in r.stdout
     assert "status" in cli("--help", env={"COLUMNS": "200"}).stdout
+
+
+def test_a_database_without_a_watermark_yet(tmp_path: Path, target_url: str) -> None:
+    """A run over an archive with nothing in it commits its run and no watermark (helper 41: SQLite's
+    driver typed the empty watermark's times Int64 and status died in a traceback)."""
+    (tmp_path / "archive").mkdir()
+    run(tmp_path / "archive", target_url, tmp_path / "staging")
+    st = read_status(target_url).to_dict()
+    assert (st["watermarks"], st["runs_by_status"]) == ([], {"succeeded": 1})
+    r = cli("status", "--target", target_url)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "watermarks: none yet" in r.stdout and "rows: scalp_ticks 0, swing_snapshots 0" in r.stdout
+
+
+def test_a_load_holding_the_lock_is_one_sentence_within_seconds(tmp_path: Path) -> None:
+    """A first load keeps SQLite readers out while it commits: status waits its own few seconds, not
+    the loader's two minutes, and says why."""
+    import subprocess
+    import sys
+    import time
+
+    from engine.status import BUSY_TIMEOUT_MS
+    from tests.support import REPO
+
+    db = tmp_path / "trading.db"
+    write_lines(tmp_path / "archive/assets/scalp/20260130_13.jsonl", [tick(acc=1)])
+    run(tmp_path / "archive", f"sqlite:///{db}", tmp_path / "staging")
+    assert rows(f"sqlite:///{db}", "PRAGMA journal_mode=delete") == [("delete",)]  # as during a first load
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            f"import sys, time; sys.path.insert(0, {str(REPO)!r}); from engine.load import _Session; "
+            f"s = _Session('sqlite', {str(db)!r}); s.query('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(60)"
+        )],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        t0 = time.monotonic()
+        r = cli("status", "--target", f"sqlite:///{db}")
+        waited = time.monotonic() - t0
+    finally:
+        holder.kill()
+        holder.wait()
+    assert r.returncode == 2, r.stdout
+    assert r.stderr.strip() == (
+        f"error: cannot read sqlite:///{db}: it is locked by a load in progress (a first load into empty tables "
+        "keeps readers out while it commits): try again"
+    )
+    assert BUSY_TIMEOUT_MS / 1000 <= waited < 30
+
+
+def test_what_sqlite_says_to_a_reader_becomes_what_to_do(tmp_path: Path) -> None:
+    """The two ways a read-only SQLite reader is told it would have to write (the reviewer's
+    reproducers need a non-root user or a killed writer's hot journal), and anything else as it is."""
+    from engine.load import sqlite_reader_why
+
+    db = tmp_path / "trading.db"
+    ro = "attempt to write a readonly database"
+    assert sqlite_reader_why(ro, db) == (
+        f"it is in WAL mode, and a reader must create trading.db-shm beside it: {tmp_path} must be writable for "
+        "this user (or read it as the user that loads)"
+    )
+    (tmp_path / "trading.db-journal").write_bytes(b"\0" * 512)
+    assert sqlite_reader_why(ro, db).startswith("a killed load left trading.db-journal beside it")
+    assert sqlite_reader_why("disk I/O error", db) == "disk I/O error"
+
+
+def test_a_path_with_brackets_and_too_many_runs(tmp_path: Path) -> None:
+    """Rich markup in a path is printed as it is (helper 41: 'a[/]b.db' raised a MarkupError)."""
+    folder = tmp_path / "a["
+    folder.mkdir()
+    url = f"sqlite:///{folder / ']b [red]x[bold].db'}"
+    write_lines(tmp_path / "archive/assets/scalp/20260130_13.jsonl", [tick(acc=1)])
+    run(tmp_path / "archive", url, tmp_path / "staging")
+    r = cli("status", "--target", url)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == f"observer status · {url}"
+    r = cli("status", "--target", url, "--runs", "10001")
+    assert r.returncode == 2 and "less than or equal to 10000" in r.stderr and "Traceback" not in r.stderr
