@@ -226,10 +226,11 @@ def _render_status(state: Status) -> None:
     out = Console(soft_wrap=True, highlight=False)
     d = state.to_dict()
 
-    def when(text: str | None, kst: bool = False) -> str:  # to the second (--json keeps the microseconds)
+    def when(text: str | None, kst: bool = False) -> str:
+        """A UTC time to the second (--json keeps the microseconds); in KST for market time (a watermark)."""
         if not text:
             return "–"
-        at = datetime.fromisoformat(text)  # a watermark is market time: KST, UTC+09:00 all year
+        at = datetime.fromisoformat(text)
         return (at + KST_OFFSET).strftime("%Y-%m-%d %H:%M:%S KST") if kst else at.strftime("%Y-%m-%d %H:%M:%S UTC")
 
     out.print("[bold]observer status[/] · ", end="")
@@ -244,7 +245,7 @@ def _render_status(state: Status) -> None:
     out.print(f"runs: {counts or 'none'}; the newest:" if d["runs"] else "runs: none")
     for r in d["runs"]:
         out.print(
-            f"  {r['run_id']} {r['status']} ({r['market_scope']}), started {when(r['started_at'])}: "
+            f"  {r['run_id']} {r['status']} ({r['market_scope']}), started {when(r['started_at'])} on {r['source']}: "
             f"{r['lines_read']:,} lines read = {r['loaded']:,} loaded + {r['duplicates']:,} duplicates + "
             f"{r['rejected']:,} rejected, {r['held_back']:,} held back, {r['commits']:,} commits", markup=False
         )

@@ -424,7 +424,9 @@ def _run_etl(opts: RunOptions, progress: Progress) -> RunSummary:
             _check_staging_belongs_to(runner.manifest, opts.staging, target, target_url.redacted)
             summary.holidays = sorted(d.isoformat() for d in holidays)
             # From here on the run is in etl_runs, and whatever stops it marks it failed there.
-            target.start_run(run_id, opts.scope, str(opts.source), now)
+            # The archive as an absolute path: whoever reads etl_runs later cannot know the directory a
+            # relative --source was given in.
+            target.start_run(run_id, opts.scope, str(opts.source.absolute()), now)
             try:
                 deferred = target.begin_bulk_load(DATA_TABLES)
                 runner.run()

@@ -29,7 +29,7 @@ from schemas.tables import (
 )
 
 RUN_COLUMNS = (
-    "run_id", "started_at", "finished_at", "status", "market_scope", "commits",
+    "run_id", "started_at", "finished_at", "status", "market_scope", "source", "commits",
     "lines_read", "loaded", "duplicates", "rejected", "held_back",
 )
 _UTC_TEXT = "%Y-%m-%dT%H:%M:%S%.6f+00:00"

@@ -96,7 +96,7 @@ def test_status_leaves_an_sqlite_file_as_it_was(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert _files(tmp_path / "db") == before
     assert "scalp_ticks 1" in r.stdout and "invalid_json 1" in r.stdout
-    assert "2 lines read = 1 loaded + 0 duplicates + 1 rejected" in r.stdout
+    assert f"on {tmp_path / 'archive'}: 2 lines read = 1 loaded + 0 duplicates + 1 rejected" in r.stdout
     # The watermark in market time: the tick received at 13:05:12.844213 KST (04:05:12.844213 UTC in --json).
     assert "scalp kr_stocks: 2026-01-30 13:05:12 KST, assets/scalp/20260130_13.jsonl" in r.stdout
     assert read_status(url).watermarks[0]["last_processed_ts"] == "2026-01-30T04:05:12.844213+00:00"
@@ -111,6 +111,7 @@ def test_the_cli_prints_the_same_status_as_json(generated, tmp_path: Path, targe
     human = cli("status", "--target", target_url)
     assert human.returncode == 0, human.stderr
     assert "runs: 1 succeeded; the newest:" in human.stdout and "watermarks:" in human.stdout
+    assert json.loads(r.stdout)["runs"][0]["source"] == str(root)
     (tmp_path / "observer.toml").write_text(f'[etl]\ntarget = "db"\n[targets]\ndb = "{target_url}"\n')
     named = cli("status", "--json", "--runs", "3", cwd=tmp_path)  # the target named as for observer etl
     assert named.returncode == 0 and json.loads(named.stdout) == json.loads(r.stdout), named.stderr
@@ -248,3 +249,14 @@ def test_a_path_with_brackets_and_too_many_runs(tmp_path: Path) -> None:
     assert r.stdout.splitlines()[0] == f"observer status · {url}"
     r = cli("status", "--target", url, "--runs", "10001")
     assert r.returncode == 2 and "less than or equal to 10000" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_run_records_its_archive_as_an_absolute_path(tmp_path: Path) -> None:
+    """etl_runs.source (and status's runs) name the archive wherever the run was started from: a relative
+    --source was stored as typed."""
+    work = tmp_path / "work"
+    write_lines(work / "archive/assets/scalp/20260130_13.jsonl", [tick(acc=1)])
+    r = cli("etl", "--source", "archive", "--target", "sqlite:///t.db", "--staging", "st", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert rows(f"sqlite:///{work / 't.db'}", "SELECT source FROM etl_runs") == [(str(work / "archive"),)]
+    assert read_status(f"sqlite:///{work / 't.db'}").runs[0]["source"] == str(work / "archive")
