@@ -195,6 +195,7 @@ def etl(
 @app.command(cls=_Command)
 def status(
     target: Optional[str] = typer.Option(None, "--target", metavar="URL|NAME", help="sqlite:///file.db, postgresql://..., or a name in \\[targets] of observer.toml."),
+    staging: Optional[str] = typer.Option(None, "--staging", metavar="DIR", help="Staging directory to report as well (default: the one observer etl would use, if it exists)."),
     config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="observer.toml to use (default: ./observer.toml if present)."),
     runs: int = typer.Option(5, "--runs", metavar="N", min=1, max=10_000, help="How many of the newest runs to list."),
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print the status as one JSON object on stdout."),
@@ -203,7 +204,10 @@ def status(
     from engine.status import read_status
 
     try:
-        state = read_status(resolve(target=target, config=config).target, runs)
+        opts = resolve(target=target, staging=staging, config=config)
+        if staging is not None and not opts.staging.is_dir():
+            raise ConfigError(f"staging directory {opts.staging} does not exist")
+        state = read_status(opts.target, runs, opts.staging if opts.staging.is_dir() else None)
     except (ConfigError, EtlError) as exc:
         _err().print("[red]error:[/] ", end="")
         _err().print(str(exc), markup=False, highlight=False, soft_wrap=True)
@@ -254,6 +258,22 @@ def _render_status(state: Status) -> None:
         out.print("rejects: " + ", ".join(f"{k} {n:,}" for k, n in d["rejects_by_reason"].items()), markup=False)
     for market, days in d["holidays"].items():
         out.print(f"holidays the quality flags of {market} follow: {', '.join(days) or 'none'}", markup=False)
+    if state.staging is None:
+        return
+    stg = state.staging
+    out.print(f"staging {stg['path']}:", markup=False)
+    for sc in stg["scopes"]:
+        c = sc["newest_commit"]
+        newest = "no commit yet" if c is None else f"newest commit {c['run_id']} #{c['seq']}, " + (
+            "in the database" if sc["in_database"]
+            else "NOT in the database (the staging directory of another database, or a commit the next run settles)"
+        )
+        out.print(f"  scope {sc['scope']}: {sc['files']:,} files, {sc['consumed_bytes']:,} bytes consumed; {newest}", markup=False)
+        if sc["pending"]:
+            out.print(f"  interrupted commits (the next run of the scope settles them): {', '.join(sc['pending'])}", markup=False)
+    out.print("  parts: " + ", ".join(
+        f"{name} {t['partitions']:,} partitions ({t['parts']:,} parts, {t['bytes']:,} bytes)" for name, t in stg["tables"].items()
+    ))
 
 
 @app.command(

@@ -11,12 +11,15 @@ writes.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import adbc_driver_manager
 import polars as pl
 
 from engine.load import Target, TargetError, error_line, parse_target, sqlite_reader_why
+from staging import manifest
+from staging.layout import StagingError, part_files, partitions
 from schemas.tables import (
     ALL_TABLES,
     DATA_TABLES,
@@ -50,18 +53,27 @@ class Status:
     rejects_by_reason: dict[str, int]  # the most frequent first
     holidays: dict[str, list[str]]  # per market: the holiday list its rows are flagged with
     schema_versions: dict[str, str]
+    # The staging directory's half of the state, when one was named: per scope, how much of the archive
+    # the manifest says is consumed and whether its newest commit is in the database; per table, the
+    # staged partitions and parts.
+    staging: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def read_status(url: str, runs: int = 5) -> Status:
-    """The state of the database at ``url``: a TargetError (one sentence) if it cannot be read, or if
-    observer-etl never loaded into it."""
+def read_status(url: str, runs: int = 5, staging: Path | None = None) -> Status:
+    """The state of the database at ``url`` (and of ``staging``, its staging directory, if given): a
+    TargetError (one sentence) if it cannot be read, or if observer-etl never loaded into it."""
     target = Target(parse_target(url), BUSY_TIMEOUT_MS, read_only=True)
     try:
         with target.snapshot():
-            return _read(target, runs)
+            state = _read(target, runs)
+            if staging is None:
+                return state
+            return Status(**{**asdict(state), "staging": _staging(staging, target)})
+    except StagingError as exc:
+        raise TargetError(f"cannot read the staging directory {staging}: {exc}") from None
     except adbc_driver_manager.Error as exc:  # a table it may not read, a lock, a file it cannot read
         why, path = error_line(exc), target.target.path
         raise TargetError(f"cannot read {target.target.redacted}: {sqlite_reader_why(why, path) if path else why}") from None
@@ -110,6 +122,34 @@ def _read(target: Target, runs: int) -> Status:
         holidays={m: sorted(d.isoformat() for d in days) for m, days in sorted(lists.items())},
         schema_versions={str(k): str(v) for k, v in versions},
     )
+
+
+def _staging(staging: Path, target: Target) -> dict[str, Any]:
+    """What ``staging`` holds, read without changing it. An interrupted commit (a ``pending-`` folder) is
+    listed, not finished or undone: the next run of its scope does that, asking the database."""
+    scopes = []
+    for scope in manifest.scopes(staging):
+        files = manifest.load(staging, scope)
+        newest = files.sort("run_id", "commit_seq").tail(1).rows(named=True)
+        commit = {"run_id": newest[0]["run_id"], "seq": int(newest[0]["commit_seq"])} if newest else None
+        scopes.append({
+            "scope": scope,
+            "files": files.height,
+            "consumed_bytes": int(files["consumed_bytes"].sum() or 0),
+            "newest_commit": commit,
+            # The two halves agree when the database has the manifest's newest commit (etl_runs.commits).
+            "in_database": commit is not None and target.committed_seq(commit["run_id"]) >= commit["seq"],
+            "pending": sorted(d.name for d in manifest.scope_dir(staging, scope).glob("pending-*") if d.is_dir()),
+        })
+    tables = {}
+    for t in DATA_TABLES:
+        parts = [f for _, _, d in partitions(staging, t) for f in part_files(d)]
+        tables[t.name] = {
+            "partitions": len({f.parent for f in parts}),
+            "parts": len(parts),
+            "bytes": sum(f.stat().st_size for f in parts),
+        }
+    return {"path": str(staging), "scopes": scopes, "tables": tables}
 
 
 def _utc_text(df: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:

@@ -18,6 +18,11 @@ def _files(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``folder`` with its size and modification time."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
 def test_status_reports_what_the_runs_committed(generated, tmp_path: Path, target_url: str) -> None:  # type: ignore[no-untyped-def]
     root, expected = generated
     holidays = tmp_path / "holidays.txt"
@@ -26,9 +31,17 @@ def test_status_reports_what_the_runs_committed(generated, tmp_path: Path, targe
     run(root, target_url, tmp_path / "staging", holidays=holidays)  # nothing new: a second run of its own
     before = db_snapshot(target_url)
 
-    st = read_status(target_url, runs=1).to_dict()
+    staged_before = _tree(tmp_path / "staging")
+    st = read_status(target_url, runs=1, staging=tmp_path / "staging").to_dict()
 
-    assert db_snapshot(target_url) == before
+    assert db_snapshot(target_url) == before and _tree(tmp_path / "staging") == staged_before
+    (scope,) = st["staging"]["scopes"]
+    assert (scope["scope"], scope["in_database"], scope["pending"]) == ("all", True, [])
+    assert scope["newest_commit"]["run_id"] == first["run_id"] and scope["newest_commit"]["seq"] == first["commits"]
+    assert scope["files"] == expected.files["scalp"] + expected.files["swing"] + expected.files["universe"]
+    for table, column in (("scalp_ticks", "trade_date"), ("swing_snapshots", "trade_date"), ("market_universe", "date")):
+        days = rows(target_url, f"SELECT count(*) FROM (SELECT DISTINCT market, {column} FROM {table}) AS d")[0][0]
+        assert st["staging"]["tables"][table]["partitions"] == days > 0, table
     assert st["tables"] == {
         "scalp_ticks": expected.scalp_ticks,
         "swing_snapshots": expected.swing_snapshots,
@@ -260,3 +273,39 @@ def test_a_run_records_its_archive_as_an_absolute_path(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert rows(f"sqlite:///{work / 't.db'}", "SELECT source FROM etl_runs") == [(str(work / "archive"),)]
     assert read_status(f"sqlite:///{work / 't.db'}").runs[0]["source"] == str(work / "archive")
+
+
+def test_status_says_when_staging_and_database_disagree(tmp_path: Path, target_url: str) -> None:
+    """A staging directory of another database, and an interrupted commit, are reported as they are:
+    status settles nothing (the next run of the scope does, asking the database)."""
+    write_lines(tmp_path / "archive/assets/scalp/20260130_13.jsonl", [tick(acc=1)])
+    run(tmp_path / "archive", target_url, tmp_path / "staging")
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    run(tmp_path / "archive", other, tmp_path / "other-staging")
+    st = read_status(target_url, staging=tmp_path / "other-staging").to_dict()
+    assert st["staging"]["scopes"][0]["in_database"] is False
+    r = cli("status", "--target", target_url, "--staging", str(tmp_path / "other-staging"))
+    assert r.returncode == 0, r.stderr
+    assert "NOT in the database (the staging directory of another database" in r.stdout
+
+    scope_dir = tmp_path / "staging" / "_manifest" / "scope=all"
+    (scope_dir / "pending-20991231T000000000000Z-abcdef-000001").mkdir()
+    before = _tree(tmp_path / "staging")
+    r = cli("status", "--target", target_url, "--staging", str(tmp_path / "staging"))
+    assert r.returncode == 0, r.stderr
+    assert "interrupted commits (the next run of the scope settles them): pending-20991231T000000000000Z-abcdef-000001" in r.stdout
+    assert _tree(tmp_path / "staging") == before  # still there: status changes nothing
+
+
+def test_the_staging_directory_status_reads(tmp_path: Path) -> None:
+    """--staging must exist; without it, the directory observer etl would use is shown if it exists."""
+    work = tmp_path / "work"
+    write_lines(work / "archive/assets/scalp/20260130_13.jsonl", [tick(acc=1)])
+    assert cli("etl", "--source", "archive", "--target", "sqlite:///t.db", cwd=work).returncode == 0  # default staging
+    r = cli("status", "--target", "sqlite:///t.db", cwd=work)
+    assert r.returncode == 0 and "staging observer-staging:" in r.stdout and "in the database" in r.stdout, r.stdout
+    r = cli("status", "--target", "sqlite:///t.db", "--staging", "elsewhere", cwd=work)
+    assert (r.returncode, r.stderr.strip()) == (2, "error: staging directory elsewhere does not exist")
+    (work / "observer-staging").rename(work / "moved")
+    r = cli("status", "--target", "sqlite:///t.db", cwd=work)
+    assert r.returncode == 0 and not any(line.startswith("staging ") for line in r.stdout.splitlines()), r.stdout
