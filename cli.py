@@ -202,12 +202,16 @@ def status(
 ) -> None:
     """What the target database holds: watermarks, the newest runs, rows, rejects. Changes nothing."""
     from engine.status import read_status
+    from staging import manifest
 
     try:
         opts = resolve(target=target, staging=staging, config=config)
-        if staging is not None and not opts.staging.is_dir():
-            raise ConfigError(f"staging directory {opts.staging} does not exist")
-        state = read_status(opts.target, runs, opts.staging if opts.staging.is_dir() else None)
+        if staging is not None:  # named: it must be one; the default is shown only where there is one
+            if not opts.staging.exists():
+                raise ConfigError(f"staging directory {opts.staging} does not exist")
+            if not manifest.present(opts.staging):
+                raise ConfigError(f"{opts.staging} is not a staging directory of observer etl: it has no _manifest folder")
+        state = read_status(opts.target, runs, opts.staging if manifest.present(opts.staging) else None)
     except (ConfigError, EtlError) as exc:
         _err().print("[red]error:[/] ", end="")
         _err().print(str(exc), markup=False, highlight=False, soft_wrap=True)
@@ -258,22 +262,22 @@ def _render_status(state: Status) -> None:
         out.print("rejects: " + ", ".join(f"{k} {n:,}" for k, n in d["rejects_by_reason"].items()), markup=False)
     for market, days in d["holidays"].items():
         out.print(f"holidays the quality flags of {market} follow: {', '.join(days) or 'none'}", markup=False)
-    if state.staging is None:
+    stg = d["staging"]
+    if stg is None:
         return
-    stg = state.staging
     out.print(f"staging {stg['path']}:", markup=False)
     for sc in stg["scopes"]:
         c = sc["newest_commit"]
         newest = "no commit yet" if c is None else f"newest commit {c['run_id']} #{c['seq']}, " + (
             "in the database" if sc["in_database"]
-            else "NOT in the database (the staging directory of another database, or a commit the next run settles)"
+            else "NOT in the database: the staging directory of another database, which observer etl refuses"
         )
         out.print(f"  scope {sc['scope']}: {sc['files']:,} files, {sc['consumed_bytes']:,} bytes consumed; {newest}", markup=False)
         if sc["pending"]:
             out.print(f"  interrupted commits (the next run of the scope settles them): {', '.join(sc['pending'])}", markup=False)
     out.print("  parts: " + ", ".join(
         f"{name} {t['partitions']:,} partitions ({t['parts']:,} parts, {t['bytes']:,} bytes)" for name, t in stg["tables"].items()
-    ))
+    ), markup=False)
 
 
 @app.command(

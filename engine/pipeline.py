@@ -340,9 +340,10 @@ def _check_staging_belongs_to(files: pl.DataFrame, staging: Path, target: Target
     read nothing new and load nothing, successfully. After ``reconcile`` a manifest and its own
     database agree, so its newest commit must be in ``etl_runs``.
     """
-    if files.height == 0:
+    newest = manifest.newest_commit(files)
+    if newest is None:
         return
-    run_id, seq = files.select("run_id", "commit_seq").sort("run_id", "commit_seq").row(-1)
+    run_id, seq = newest
     if target.committed_seq(run_id) < seq:
         raise EtlError(
             f"the staging directory {staging} belongs to another database: {shown} does not have its "
@@ -424,9 +425,9 @@ def _run_etl(opts: RunOptions, progress: Progress) -> RunSummary:
             _check_staging_belongs_to(runner.manifest, opts.staging, target, target_url.redacted)
             summary.holidays = sorted(d.isoformat() for d in holidays)
             # From here on the run is in etl_runs, and whatever stops it marks it failed there.
-            # The archive as an absolute path: whoever reads etl_runs later cannot know the directory a
-            # relative --source was given in.
-            target.start_run(run_id, opts.scope, str(opts.source.absolute()), now)
+            # The archive as an absolute, normalized path (links kept): whoever reads etl_runs later cannot
+            # know the directory a relative --source was given in, and '../a/.' and 'a' are one archive.
+            target.start_run(run_id, opts.scope, os.path.abspath(opts.source), now)
             try:
                 deferred = target.begin_bulk_load(DATA_TABLES)
                 runner.run()

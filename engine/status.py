@@ -10,7 +10,8 @@ writes.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,25 @@ BUSY_TIMEOUT_MS = 5_000
 
 
 @dataclass(frozen=True)
+class ScopeState:
+    """One market scope's manifest: how much of the archive it says is consumed, and its newest commit."""
+
+    scope: str
+    files: int
+    consumed_bytes: int
+    newest_commit: dict[str, object] | None  # {"run_id", "seq"}; None before the first commit
+    in_database: bool  # the database has the newest commit: the two halves of the watermark agree
+    pending: list[str]  # interrupted commits (``pending-`` folders): the next run of the scope settles them
+
+
+@dataclass(frozen=True)
+class StagingState:
+    path: str  # absolute
+    scopes: list[ScopeState]
+    tables: dict[str, dict[str, int]]  # per table: partitions, parts, bytes
+
+
+@dataclass(frozen=True)
 class Status:
     """A target's state; times are UTC in ISO 8601 text (as ``--json`` prints them)."""
 
@@ -53,10 +73,7 @@ class Status:
     rejects_by_reason: dict[str, int]  # the most frequent first
     holidays: dict[str, list[str]]  # per market: the holiday list its rows are flagged with
     schema_versions: dict[str, str]
-    # The staging directory's half of the state, when one was named: per scope, how much of the archive
-    # the manifest says is consumed and whether its newest commit is in the database; per table, the
-    # staged partitions and parts.
-    staging: dict[str, Any] | None = None
+    staging: StagingState | None = None  # the staging directory's half of the state, when one was named
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -65,15 +82,25 @@ class Status:
 def read_status(url: str, runs: int = 5, staging: Path | None = None) -> Status:
     """The state of the database at ``url`` (and of ``staging``, its staging directory, if given): a
     TargetError (one sentence) if it cannot be read, or if observer-etl never loaded into it."""
+    # The manifest before the database: a run commits to the database first and promotes its manifest
+    # after, so a database read later has every commit a manifest read earlier names.
+    staged = _read_staging(staging) if staging is not None else None
     target = Target(parse_target(url), BUSY_TIMEOUT_MS, read_only=True)
     try:
         with target.snapshot():
             state = _read(target, runs)
-            if staging is None:
+            if staged is None:
                 return state
-            return Status(**{**asdict(state), "staging": _staging(staging, target)})
-    except StagingError as exc:
-        raise TargetError(f"cannot read the staging directory {staging}: {exc}") from None
+            path, manifests, tables = staged
+            scopes = [
+                ScopeState(
+                    scope, files.height, int(files["consumed_bytes"].sum()), None if newest is None else
+                    {"run_id": newest[0], "seq": newest[1]},
+                    newest is not None and target.committed_seq(newest[0]) >= newest[1], pend,
+                )
+                for scope, files, newest, pend in manifests
+            ]
+            return replace(state, staging=StagingState(path, scopes, tables))
     except adbc_driver_manager.Error as exc:  # a table it may not read, a lock, a file it cannot read
         why, path = error_line(exc), target.target.path
         raise TargetError(f"cannot read {target.target.redacted}: {sqlite_reader_why(why, path) if path else why}") from None
@@ -124,32 +151,46 @@ def _read(target: Target, runs: int) -> Status:
     )
 
 
-def _staging(staging: Path, target: Target) -> dict[str, Any]:
-    """What ``staging`` holds, read without changing it. An interrupted commit (a ``pending-`` folder) is
-    listed, not finished or undone: the next run of its scope does that, asking the database."""
-    scopes = []
-    for scope in manifest.scopes(staging):
-        files = manifest.load(staging, scope)
-        newest = files.sort("run_id", "commit_seq").tail(1).rows(named=True)
-        commit = {"run_id": newest[0]["run_id"], "seq": int(newest[0]["commit_seq"])} if newest else None
-        scopes.append({
-            "scope": scope,
-            "files": files.height,
-            "consumed_bytes": int(files["consumed_bytes"].sum() or 0),
-            "newest_commit": commit,
-            # The two halves agree when the database has the manifest's newest commit (etl_runs.commits).
-            "in_database": commit is not None and target.committed_seq(commit["run_id"]) >= commit["seq"],
-            "pending": sorted(d.name for d in manifest.scope_dir(staging, scope).glob("pending-*") if d.is_dir()),
-        })
-    tables = {}
-    for t in DATA_TABLES:
-        parts = [f for _, _, d in partitions(staging, t) for f in part_files(d)]
-        tables[t.name] = {
-            "partitions": len({f.parent for f in parts}),
-            "parts": len(parts),
-            "bytes": sum(f.stat().st_size for f in parts),
-        }
-    return {"path": str(staging), "scopes": scopes, "tables": tables}
+_Manifest = tuple[str, pl.DataFrame, "tuple[str, int] | None", list[str]]  # scope, files, newest commit, pending
+
+
+def _read_staging(staging: Path) -> tuple[str, list[_Manifest], dict[str, dict[str, int]]]:
+    """What ``staging`` holds, read without changing it: each scope's manifest (an interrupted commit is
+    listed, not settled: settling is a write, and the next run of its scope does it), and the staged
+    partitions, parts and bytes of each table. A folder it cannot read, a partition folder it does not
+    know, or a damaged manifest is a TargetError: a count that skipped them would look exact."""
+    try:
+        for t in DATA_TABLES:  # glob skips a folder it may not list: walk them first, failing on one
+            for _ in os.walk(staging / t.name, onerror=_raise) if (staging / t.name).exists() else ():
+                pass
+        manifests: list[_Manifest] = []
+        for scope in manifest.scopes(staging):
+            files = manifest.load(staging, scope)
+            if files["consumed_bytes"].null_count():
+                raise StagingError(f"{manifest.scope_dir(staging, scope)} records files without their consumed bytes")
+            pend = [p.name for p in manifest.pending(staging, scope)]
+            manifests.append((scope, files, manifest.newest_commit(files), pend))
+        tables = {}
+        for t in DATA_TABLES:
+            found = partitions(staging, t)
+            sizes = [n for _, _, d in found for f in part_files(d) if (n := _size(f)) is not None]
+            tables[t.name] = {"partitions": len(found), "parts": len(sizes), "bytes": sum(sizes)}
+    except (OSError, ValueError, StagingError, pl.exceptions.PolarsError) as exc:
+        why = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise TargetError(f"cannot read the staging directory {staging}: {why}") from None
+    return str(staging.absolute()), manifests, tables
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
+def _size(part: Path) -> int | None:
+    """A staged part's bytes; None for one a run beside this made obsolete and removed meanwhile."""
+    try:
+        return part.stat().st_size
+    except FileNotFoundError:
+        return None
 
 
 def _utc_text(df: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:

@@ -58,6 +58,11 @@ def scope_dir(staging: Path, scope: str) -> Path:
     return staging / "_manifest" / f"scope={scope}"
 
 
+def present(staging: Path) -> bool:
+    """Whether ``staging`` has a manifest folder: a staging directory ``observer etl`` has written."""
+    return (staging / "_manifest").is_dir()
+
+
 def scopes(staging: Path) -> list[str]:
     """The scopes that have a manifest folder (committed or pending) in ``staging``."""
     base = staging / "_manifest"
@@ -90,6 +95,22 @@ def documents(staging: Path) -> pl.DataFrame:
     scope), so what one scope last read is not all that its partitions may hold."""
     rows = [load(staging, s).filter(pl.col("kind") == "universe").with_columns(scope=pl.lit(s)) for s in scopes(staging)]
     return pl.concat(rows) if rows else pl.DataFrame(schema={**MANIFEST_SCHEMA, "scope": pl.String()})
+
+
+def newest_commit(files: pl.DataFrame) -> tuple[str, int] | None:
+    """The (run, seq) of the newest commit a scope's manifest records: the one its database must have
+    (run ids begin with their start time, so they sort as the runs came)."""
+    if files.height == 0:
+        return None
+    run_id, seq = files.select("run_id", "commit_seq").sort("run_id", "commit_seq").row(-1)
+    if run_id is None or seq is None:
+        raise StagingError("a manifest row names no commit (run_id, commit_seq): it is not a manifest observer-etl wrote")
+    return str(run_id), int(seq)
+
+
+def pending(staging: Path, scope: str) -> list[Path]:
+    """The scope's interrupted commits (``pending-<run>-<seq>`` folders), oldest first."""
+    return sorted(p for p in scope_dir(staging, scope).glob("pending-*") if p.is_dir())
 
 
 @dataclass
@@ -150,7 +171,7 @@ def recover(staging: Path, scope: str, is_committed: Callable[[str, int], bool])
     done: list[str] = []
     if not d.is_dir():
         return done
-    for pend in sorted(d.glob("pending-*")):
+    for pend in pending(staging, scope):
         txn_path = pend / "txn.json"
         try:
             txn = json.loads(txn_path.read_text()) if txn_path.exists() else None

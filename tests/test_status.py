@@ -286,7 +286,7 @@ def test_status_says_when_staging_and_database_disagree(tmp_path: Path, target_u
     assert st["staging"]["scopes"][0]["in_database"] is False
     r = cli("status", "--target", target_url, "--staging", str(tmp_path / "other-staging"))
     assert r.returncode == 0, r.stderr
-    assert "NOT in the database (the staging directory of another database" in r.stdout
+    assert "NOT in the database: the staging directory of another database, which observer etl refuses" in r.stdout
 
     scope_dir = tmp_path / "staging" / "_manifest" / "scope=all"
     (scope_dir / "pending-20991231T000000000000Z-abcdef-000001").mkdir()
@@ -303,9 +303,72 @@ def test_the_staging_directory_status_reads(tmp_path: Path) -> None:
     write_lines(work / "archive/assets/scalp/20260130_13.jsonl", [tick(acc=1)])
     assert cli("etl", "--source", "archive", "--target", "sqlite:///t.db", cwd=work).returncode == 0  # default staging
     r = cli("status", "--target", "sqlite:///t.db", cwd=work)
-    assert r.returncode == 0 and "staging observer-staging:" in r.stdout and "in the database" in r.stdout, r.stdout
+    assert r.returncode == 0 and f"staging {work / 'observer-staging'}:" in r.stdout and "in the database" in r.stdout, r.stdout
     r = cli("status", "--target", "sqlite:///t.db", "--staging", "elsewhere", cwd=work)
     assert (r.returncode, r.stderr.strip()) == (2, "error: staging directory elsewhere does not exist")
+    r = cli("status", "--target", "sqlite:///t.db", "--staging", "archive", cwd=work)  # a folder, but no staging
+    assert (r.returncode, r.stderr.strip()) == (
+        2, "error: archive is not a staging directory of observer etl: it has no _manifest folder"
+    )
     (work / "observer-staging").rename(work / "moved")
     r = cli("status", "--target", "sqlite:///t.db", cwd=work)
     assert r.returncode == 0 and not any(line.startswith("staging ") for line in r.stdout.splitlines()), r.stdout
+
+
+@pytest.mark.parametrize("damage", ["unknown partition folder", "table folder is a file", "manifest names no commit"])
+def test_a_staging_directory_it_cannot_read_whole_is_one_sentence(tmp_path: Path, damage: str) -> None:
+    """Counts that skipped what they could not read would look exact (helper 42): each is one sentence
+    naming the staging directory, not the database."""
+    import polars as pl
+
+    url, staging = f"sqlite:///{tmp_path / 't.db'}", tmp_path / "st"
+    write_lines(tmp_path / "archive/assets/scalp/20260130_13.jsonl", [tick(acc=1)])
+    run(tmp_path / "archive", url, staging)
+    if damage == "unknown partition folder":
+        (staging / "scalp_ticks/market=kr_stocks/trade_date=oops").mkdir()
+        for part in (staging / "scalp_ticks/market=kr_stocks/trade_date=2026-01-30").iterdir():
+            (staging / "scalp_ticks/market=kr_stocks/trade_date=oops" / part.name).write_bytes(part.read_bytes())
+        why = "Invalid isoformat string: 'oops'"
+    elif damage == "table folder is a file":
+        (staging / "swing_snapshots").write_text("")
+        why = f"Not a directory: {staging / 'swing_snapshots'}"
+    else:
+        files = staging / "_manifest/scope=all/files.parquet"
+        pl.read_parquet(files).with_columns(run_id=pl.lit(None, pl.String)).write_parquet(files)
+        why = "a manifest row names no commit (run_id, commit_seq): it is not a manifest observer-etl wrote"
+    before = _tree(staging)
+    r = cli("status", "--target", url, "--staging", str(staging))
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert r.stderr.strip() == f"error: cannot read the staging directory {staging}: {why}"
+    assert _tree(staging) == before
+
+
+def test_a_run_committing_while_status_reads_is_never_a_disagreement(generated, tmp_path: Path, target_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The manifest is read before the database: a run commits to the database first and promotes its
+    manifest after, so whatever commit status finds in the manifest, the database it reads has (helper 42
+    found 'NOT in the database' for a database's own staging, read the other way round)."""
+    import shutil
+
+    import engine.status as status
+
+    shutil.copytree(generated[0], tmp_path / "archive")  # every table gets rows: the second run changes no index
+    run(tmp_path / "archive", target_url, tmp_path / "staging")
+    write_lines(tmp_path / "archive/assets/scalp/20260302_10.jsonl", [tick(acc=2, ts="2026-03-02T10:00:01+09:00")])
+    real = status._read
+
+    def a_run_commits_meanwhile(target, runs):  # type: ignore[no-untyped-def]
+        state = real(target, runs)  # the database's snapshot is taken by now
+        run(tmp_path / "archive", target_url, tmp_path / "staging")
+        return state
+
+    monkeypatch.setattr(status, "_read", a_run_commits_meanwhile)
+    st = read_status(target_url, staging=tmp_path / "staging")
+    assert [s.in_database for s in st.staging.scopes] == [True]  # type: ignore[union-attr]
+
+
+def test_an_archive_given_two_ways_is_recorded_as_one(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    write_lines(work / "archive/assets/scalp/20260130_13.jsonl", [tick(acc=1)])
+    (work / "sub").mkdir()
+    assert cli("etl", "--source", "../archive/.", "--target", "sqlite:///../t.db", "--staging", "../st", cwd=work / "sub").returncode == 0
+    assert rows(f"sqlite:///{work / 't.db'}", "SELECT source FROM etl_runs") == [(str(work / "archive"),)]
