@@ -2,10 +2,10 @@
 
 Everything comes from the tables the loads commit with their data (``etl_watermark``, ``etl_runs``,
 ``etl_rejects``, ``etl_flag_lists``, ``etl_schema``) and a row count of each data table, so what it
-shows is what the last commit left, whatever run was killed since; all of it is read in one
+shows is what the last commit left, whatever run was killed since; the database's part is read in one
 transaction, so a run committing meanwhile shows in all of it or in none. The connection is read-only: an
 SQLite file is neither created nor switched to another journal mode, and a PostgreSQL session refuses
-writes.
+writes. A staging directory's manifests, the watermark's other half, are read just before it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import adbc_driver_manager
 import polars as pl
 
 from engine.load import Target, TargetError, error_line, parse_target, sqlite_reader_why
-from staging import manifest
-from staging.layout import StagingError, part_files, partitions
 from schemas.tables import (
     ALL_TABLES,
     DATA_TABLES,
@@ -31,6 +29,8 @@ from schemas.tables import (
     ETL_WATERMARK,
     Table,
 )
+from staging import manifest
+from staging.layout import StagingError, part_files, partitions
 
 RUN_COLUMNS = (
     "run_id", "started_at", "finished_at", "status", "market_scope", "source", "commits",
@@ -102,8 +102,8 @@ def read_status(url: str, runs: int = 5, staging: Path | None = None) -> Status:
             ]
             return replace(state, staging=StagingState(path, scopes, tables))
     except adbc_driver_manager.Error as exc:  # a table it may not read, a lock, a file it cannot read
-        why, path = error_line(exc), target.target.path
-        raise TargetError(f"cannot read {target.target.redacted}: {sqlite_reader_why(why, path) if path else why}") from None
+        why, db_file = error_line(exc), target.target.path
+        raise TargetError(f"cannot read {target.target.redacted}: {sqlite_reader_why(why, db_file) if db_file else why}") from None
     except (pl.exceptions.PolarsError, ValueError) as exc:  # a value written by another tool
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TargetError(f"cannot read {target.target.redacted}: a value in it is not as observer-etl writes it ({why})") from None
