@@ -35,7 +35,7 @@ from schemas.records import Kind
 from schemas.tables import DATA_TABLES, ETL_REJECTS, ETL_WATERMARK, MARKET_UNIVERSE, SCALP_TICKS, SWING_SNAPSHOTS, Table
 from staging import manifest
 from staging.layout import (
-    StagingError, market_dir, missing_dirs, part_files, part_name, partition_dir, partitions, read_parts,
+    StagingError, market_dir, markets, missing_dirs, part_files, part_name, partition_dir, partitions, read_parts,
     remove_if_empty, remove_stray_temporaries, spill_dir, unwritable, write_part,
 )
 
@@ -813,8 +813,7 @@ class _Runner:
 
     def _staged_markets(self, table: Table) -> list[str]:
         """The markets of this run's scope that ``table`` has staged partitions of."""
-        found = sorted(p.name.removeprefix("market=") for p in (self.staging / table.name).glob("market=*"))
-        return [m for m in found if self.opts.market in (None, m)]
+        return [m for m in markets(self.staging, table) if self.opts.market in (None, m)]
 
     # -- JSONL units ------------------------------------------------------------------------------
     def _prepare(self, unit: list[_Read], newest: set[str]) -> _Prepared:
@@ -1268,9 +1267,7 @@ class _Runner:
         return out
 
     def _staged_universe_markets(self, day: date) -> set[str]:
-        base = self.staging / MARKET_UNIVERSE.name
         return {
-            p.parent.name.removeprefix("market=")
-            for p in base.glob(f"market=*/trade_date={day.isoformat()}")
-            if self.opts.market is None or p.parent.name == f"market={self.opts.market}"
+            m for m in markets(self.staging, MARKET_UNIVERSE)
+            if self.opts.market in (None, m) and partition_dir(self.staging, MARKET_UNIVERSE, m, day).exists()
         }

@@ -10,7 +10,6 @@ writes. A staging directory's manifests, the watermark's other half, are read ju
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -160,9 +159,6 @@ def _read_staging(staging: Path) -> tuple[str, list[_Manifest], dict[str, dict[s
     partitions, parts and bytes of each table. A folder it cannot read, a partition folder it does not
     know, or a damaged manifest is a TargetError: a count that skipped them would look exact."""
     try:
-        for t in DATA_TABLES:  # glob skips a folder it may not list: walk them first, failing on one
-            for _ in os.walk(staging / t.name, onerror=_raise) if (staging / t.name).exists() else ():
-                pass
         manifests: list[_Manifest] = []
         for scope in manifest.scopes(staging):
             files = manifest.load(staging, scope)
@@ -179,10 +175,6 @@ def _read_staging(staging: Path) -> tuple[str, list[_Manifest], dict[str, dict[s
         why = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
         raise TargetError(f"cannot read the staging directory {staging}: {why}") from None
     return str(staging.absolute()), manifests, tables
-
-
-def _raise(exc: OSError) -> None:
-    raise exc
 
 
 def _size(part: Path) -> int | None:

@@ -16,7 +16,6 @@ import polars as pl
 
 from schemas.tables import Table
 
-PART_GLOB = "part-*.parquet"
 
 
 class StagingError(Exception):
@@ -80,16 +79,37 @@ def spill_dir(staging: Path, scope: str) -> Path:
     return staging / "_spill" / f"scope={scope}"
 
 
+def _entries(directory: Path, prefix: str, dirs_only: bool) -> list[Path]:
+    """The entries of ``directory`` whose names start with ``prefix`` (none if it does not exist).
+
+    A folder that exists but cannot be listed raises its OSError: glob reads it as empty, and a staged
+    partition read as empty is one whose rows the next commit would insert again (and a count that
+    skipped it would look exact)."""
+    try:
+        with os.scandir(directory) as it:
+            return sorted(Path(e.path) for e in it if e.name.startswith(prefix) and (not dirs_only or e.is_dir()))
+    except FileNotFoundError:
+        return []
+
+
 def part_files(directory: Path) -> list[Path]:
-    return sorted(directory.glob(PART_GLOB)) if directory.is_dir() else []
+    try:
+        return [p for p in _entries(directory, "part-", False) if p.name.endswith(".parquet")]
+    except NotADirectoryError:  # (as glob: a file where a partition folder would be holds no parts)
+        return []
+
+
+def markets(staging: Path, table: Table) -> list[str]:
+    """The markets ``table`` has a folder of in ``staging``, in name order."""
+    return [d.name.removeprefix("market=") for d in _entries(staging / table.name, "market=", True)]
 
 
 def partitions(staging: Path, table: Table, market: str | None = None) -> list[tuple[str, date, Path]]:
     """Every (market, trade date) partition of ``table`` (of ``market``, if given) that holds parts, in path order."""
-    found = market_dir(staging, table, market).glob("trade_date=*") if market else (staging / table.name).glob("market=*/trade_date=*")
     return [
-        (d.parent.name.removeprefix("market="), date.fromisoformat(d.name.removeprefix("trade_date=")), d)
-        for d in sorted(found)
+        (m, date.fromisoformat(d.name.removeprefix("trade_date=")), d)
+        for m in ([market] if market else markets(staging, table))
+        for d in _entries(market_dir(staging, table, m), "trade_date=", False)
         if part_files(d)
     ]
 
